@@ -88,3 +88,89 @@ def synthetic_ctx(tmp_path: Path) -> Callable[..., Any]:
         return EvalContext(spec=parsed, base_dir=path.parent)
 
     return make
+
+
+# ------------------------------------------------------------------------------------------- PostgreSQL
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """A real PostgreSQL: MODELCERT_TEST_DATABASE_URL when set (e.g. the machine's server), else an
+    embedded one (no server needed). Returns a psycopg2 URL to an admin database."""
+    from modelcert.db.session import normalize_url
+
+    url = os.environ.get("MODELCERT_TEST_DATABASE_URL")
+    if url:
+        return normalize_url(url)
+    from modelcert import embedded
+
+    pg = embedded.start(REPO / ".modelcert" / "test-pgdata")
+    return pg.url("postgres")
+
+
+def _admin_exec(admin_url: str, sql: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+def _with_db(url: str, db: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=db).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_admin_url: str) -> str:
+    """A database migrated to head once per session; each test gets a copy (CREATE DATABASE … TEMPLATE)."""
+    import uuid
+
+    from modelcert.db import migrate
+
+    name = f"mc_tpl_{uuid.uuid4().hex[:10]}"
+    _admin_exec(pg_admin_url, f'CREATE DATABASE "{name}"')
+    url = _with_db(pg_admin_url, name)
+    migrate.upgrade(url)
+    from modelcert.db.session import dispose_all
+
+    dispose_all()
+    yield name
+    _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_db_url(pg_admin_url: str) -> Any:
+    """A fresh, empty database (no schema)."""
+    import uuid
+
+    name = f"mc_empty_{uuid.uuid4().hex[:10]}"
+    _admin_exec(pg_admin_url, f'CREATE DATABASE "{name}"')
+    yield _with_db(pg_admin_url, name)
+    from modelcert.db.session import dispose_all
+
+    dispose_all()
+    _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str, migrated_template: str) -> Any:
+    """A fresh results database at the head revision, dropped after the test."""
+    import uuid
+
+    name = f"mc_test_{uuid.uuid4().hex[:10]}"
+    _admin_exec(pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    yield _with_db(pg_admin_url, name)
+    from modelcert.db.session import dispose_all
+
+    dispose_all()
+    _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def engine(db_url: str) -> Any:
+    from modelcert.db.session import get_engine
+
+    return get_engine(db_url)

@@ -72,6 +72,13 @@ def parse_duration(value: Any) -> timedelta:
         m = _DURATION.match(value)
         if m:
             return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        if value.startswith("P"):  # ISO 8601, as stored in the run's spec JSON
+            from pydantic import TypeAdapter
+
+            try:
+                return TypeAdapter(timedelta).validate_python(value)
+            except ValidationError:
+                pass
     raise ValueError(f"{value!r} is not a duration; use a number with a unit s, m, h, d or w, e.g. '7d' or '12h'")
 
 

@@ -6,8 +6,10 @@ Modules are imported lazily: a DAG file or CLI listing stages must not pay for G
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from modelcert.stages.base import Check, Stage, StageOutcome
+if TYPE_CHECKING:  # the contract lives in modelcert.stages.base; importing it pulls pandas
+    from modelcert.stages.base import Stage
 
 #: stage name -> module. Order is the order of display; dependencies between stages: none.
 REGISTRY: dict[str, str] = {
@@ -21,10 +23,10 @@ REGISTRY: dict[str, str] = {
 STAGE_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 
-def get_stage(name: str) -> Stage:
+def get_stage(name: str) -> "Stage":
     if name not in REGISTRY:
         raise KeyError(f"unknown stage {name!r}; known: {', '.join(REGISTRY)}")
     return importlib.import_module(REGISTRY[name]).STAGE
 
 
-__all__ = ["Check", "Stage", "StageOutcome", "REGISTRY", "STAGE_NAMES", "get_stage"]
+__all__ = ["REGISTRY", "STAGE_NAMES", "get_stage"]

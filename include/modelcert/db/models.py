@@ -1,0 +1,188 @@
+"""Results database (our own, separate from Airflow's metadata DB): typed SQLAlchemy 2 models.
+
+Relationships are ``lazy="raise"``: every query says what it loads, so nothing hides an N+1 or a query
+after the session closed. The schema is owned by Alembic (``modelcert/db/migrations``); a test checks that
+these models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RUN_STATUSES = ("running", "error", "rejected", "awaiting_signoff", "certified", "declined", "signoff_timeout")
+STAGE_STATUSES = ("passed", "failed", "error", "not_applicable")
+CERT_STATUSES = ("valid", "expired", "suspended", "revoked")
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB, datetime: DateTime(timezone=True)}
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(128))
+    risk_tier: Mapped[str] = mapped_column(String(16))
+    #: registered | certified | suspended | expired | revoked (mirrors the latest certificate)
+    status: Mapped[str] = mapped_column(String(32), default="registered")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    runs: Mapped[list["CertificationRun"]] = relationship(back_populates="model_version", lazy="raise")
+
+
+class CertificationRun(Base):
+    __tablename__ = "certification_runs"
+    __table_args__ = (UniqueConstraint("run_key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    #: Idempotency key: "<dag_id>/<run_id>" for Airflow, "cli/<uuid>" for in-process runs.
+    run_key: Mapped[str] = mapped_column(String(512))
+    #: NULL only for a run whose spec could not even be parsed (recorded as error).
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="certification")
+    status: Mapped[str] = mapped_column(String(32), default="running", index=True)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    spec: Mapped[dict[str, Any]] = mapped_column()
+    spec_path: Mapped[str] = mapped_column(Text)
+    spec_base_dir: Mapped[str] = mapped_column(Text)
+    spec_text: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column()
+    evidence_digest: Mapped[str] = mapped_column(String(64))
+    submitter: Mapped[str] = mapped_column(String(128))
+    triggered_by: Mapped[str | None] = mapped_column(String(128))
+    airflow_dag_id: Mapped[str | None] = mapped_column(String(250))
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    decided_at: Mapped[datetime | None] = mapped_column()
+    awaiting_since: Mapped[datetime | None] = mapped_column()
+
+    model_version: Mapped[ModelVersion | None] = relationship(back_populates="runs", lazy="raise")
+    stage_results: Mapped[list["StageResult"]] = relationship(back_populates="run", lazy="raise",
+                                                              cascade="all, delete-orphan")
+
+
+class StageResult(Base):
+    __tablename__ = "stage_results"
+    __table_args__ = (UniqueConstraint("run_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("certification_runs.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    library: Mapped[str] = mapped_column(String(128), default="")
+    library_version: Mapped[str] = mapped_column(String(64), default="")
+    started_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime] = mapped_column()
+    duration_s: Mapped[float] = mapped_column(Float)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+
+    run: Mapped[CertificationRun] = relationship(back_populates="stage_results", lazy="raise")
+    checks: Mapped[list["CheckResult"]] = relationship(back_populates="stage_result", lazy="raise",
+                                                       cascade="all, delete-orphan", passive_deletes=True)
+
+
+class CheckResult(Base):
+    __tablename__ = "check_results"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    stage_result_id: Mapped[int] = mapped_column(ForeignKey("stage_results.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(128))
+    subject: Mapped[str] = mapped_column(String(256), default="")
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    passed: Mapped[bool | None] = mapped_column(Boolean)
+    required: Mapped[bool] = mapped_column(Boolean, default=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    stage_result: Mapped[StageResult] = relationship(back_populates="checks", lazy="raise")
+
+
+class Signoff(Base):
+    __tablename__ = "signoffs"
+    __table_args__ = (UniqueConstraint("run_id", "approver"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("certification_runs.id", ondelete="RESTRICT"), index=True)
+    approver: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(64))
+    #: approve | decline
+    decision: Mapped[str] = mapped_column(String(16))
+    #: The evidence the approver saw; an approval of another digest never counts.
+    evidence_digest: Mapped[str] = mapped_column(String(64))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    #: How the identity was established: "cli:os-user", "api:airflow-token", …
+    authenticated_via: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Certificate(Base):
+    __tablename__ = "certificates"
+    __table_args__ = (UniqueConstraint("run_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    run_id: Mapped[str] = mapped_column(ForeignKey("certification_runs.id", ondelete="RESTRICT"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="valid")
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    evidence_digest: Mapped[str] = mapped_column(String(64))
+    approvers: Mapped[list[Any]] = mapped_column(default=list)
+    valid_from: Mapped[datetime] = mapped_column()
+    valid_until: Mapped[datetime] = mapped_column()
+    issued_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_checked_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditEvent(Base):
+    """Append-only, hash-chained. UPDATE and DELETE are refused by a trigger (see the migration)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,0 +1,397 @@
+"""One certification run, step by step: register → stages → decide → (sign-off) → promote.
+
+Each function is one Airflow task (the DAG only wires them) and is also what ``modelcert run`` calls
+in-process. Every function is idempotent: calling it again for the same run replaces, never duplicates.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from modelcert import audit
+from modelcert.context import EvalContext
+from modelcert.db.models import (
+    Certificate,
+    CertificationRun,
+    CheckResult,
+    ModelVersion,
+    Signoff,
+    StageResult,
+)
+from modelcert.db.session import reader, transaction
+from modelcert.errors import ModelcertError, RunNotFound, SpecError
+from modelcert.evidence import Evidence, collect_evidence
+from modelcert.spec import CertificationSpec, load_spec, parse_spec
+from modelcert.stages import STAGE_NAMES, get_stage
+from modelcert.stages.base import StageOutcome, library_version
+
+TERMINAL = ("certified", "declined", "signoff_timeout")
+SYSTEM = "modelcert"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Registered:
+    run_id: str
+    status: str
+    evidence_digest: str
+    model: str
+    version: str
+    reused: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+# ------------------------------------------------------------------------------------------- register
+def register(engine: Engine, spec_path: str | Path, *, run_key: str, triggered_by: str | None = None,
+             dag_id: str | None = None, airflow_run_id: str | None = None) -> Registered:
+    """Validate the spec, hash the evidence, create (or reuse, by ``run_key``) the run row.
+
+    A spec that does not validate, or evidence that does not match its declared hashes, is recorded as a
+    run in status ``error`` with the message, then re-raised: nothing is ever silently dropped."""
+    path = Path(spec_path).resolve()
+    try:
+        spec, text = load_spec(path)
+        evidence = collect_evidence(spec, text, path.parent)
+    except ModelcertError as exc:
+        _record_register_error(engine, path, run_key, exc, triggered_by, dag_id, airflow_run_id)
+        raise
+    with transaction(engine) as s:
+        mv = _model_version(s, spec)
+        run = s.execute(select(CertificationRun).where(CertificationRun.run_key == run_key)).scalar_one_or_none()
+        if run is not None and run.status in TERMINAL:
+            raise ModelcertError(f"run {run.id} ({run_key}) is already {run.status}; start a new run instead of re-running it")
+        reused = run is not None
+        if run is None:
+            run = CertificationRun(run_key=run_key, status="running")
+            s.add(run)
+        changed = reused and run.evidence_digest != evidence.digest
+        run.model_version_id = mv.id
+        run.spec = spec.model_dump(mode="json")
+        run.spec_path = str(path)
+        run.spec_base_dir = str(path.parent)
+        run.spec_text = text
+        run.evidence = evidence.as_dict()
+        run.evidence_digest = evidence.digest
+        run.submitter = spec.model.owner
+        run.triggered_by = triggered_by
+        run.airflow_dag_id = dag_id
+        run.airflow_run_id = airflow_run_id
+        previous = run.status
+        run.status = "running"
+        run.reasons = []
+        run.decided_at = None
+        run.awaiting_since = None
+        s.flush()
+        if not reused:
+            audit.append(s, actor=triggered_by or spec.model.owner, action="run_registered", entity_type="run",
+                         entity_id=run.id, payload={"model": spec.model.name, "version": spec.model.version,
+                                                    "evidence_digest": evidence.digest, "run_key": run_key})
+        elif changed or previous != "running":
+            audit.append(s, actor=triggered_by or SYSTEM, action="run_restarted", entity_type="run", entity_id=run.id,
+                         payload={"previous_status": previous, "evidence_digest": evidence.digest,
+                                  "evidence_changed": changed})
+        return Registered(run.id, run.status, evidence.digest, spec.model.name, spec.model.version, reused)
+
+
+def _model_version(s: Session, spec: CertificationSpec) -> ModelVersion:
+    mv = s.execute(select(ModelVersion).where(ModelVersion.name == spec.model.name,
+                                              ModelVersion.version == spec.model.version)).scalar_one_or_none()
+    if mv is None:
+        mv = ModelVersion(name=spec.model.name, version=spec.model.version, owner=spec.model.owner,
+                          risk_tier=spec.use_case.risk_tier, status="registered")
+        s.add(mv)
+        s.flush()
+    return mv
+
+
+def _record_register_error(engine: Engine, path: Path, run_key: str, exc: Exception, triggered_by: str | None,
+                           dag_id: str | None, airflow_run_id: str | None) -> None:
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    except OSError:
+        text = ""
+    with transaction(engine) as s:
+        run = s.execute(select(CertificationRun).where(CertificationRun.run_key == run_key)).scalar_one_or_none()
+        if run is not None and run.status in TERMINAL:
+            return
+        if run is None:
+            run = CertificationRun(run_key=run_key, spec={}, spec_path=str(path), spec_base_dir=str(path.parent),
+                                   spec_text=text, evidence={}, evidence_digest="", submitter="unknown")
+            s.add(run)
+        run.status = "error"
+        run.reasons = [str(exc)]
+        run.decided_at = utcnow()
+        run.triggered_by = triggered_by
+        run.airflow_dag_id = dag_id
+        run.airflow_run_id = airflow_run_id
+        s.flush()
+        audit.append(s, actor=triggered_by or SYSTEM, action="run_error", entity_type="run", entity_id=run.id,
+                     payload={"stage": "register", "reason": str(exc)})
+
+
+# ------------------------------------------------------------------------------------------- stages
+def load_run(s: Session, run_id: str) -> CertificationRun:
+    run = s.get(CertificationRun, run_id)
+    if run is None:
+        raise RunNotFound(f"no certification run with id {run_id!r}")
+    return run
+
+
+def context_for(run: CertificationRun) -> EvalContext:
+    spec = parse_spec(run.spec, source=run.spec_path)
+    ev = run.evidence or {}
+    evidence = Evidence(spec_sha256=ev.get("spec_sha256", ""), files=ev.get("files", {}))
+    return EvalContext(spec=spec, base_dir=Path(run.spec_base_dir), evidence=evidence)
+
+
+def run_stage(engine: Engine, run_id: str, stage_name: str, *, attempt: int = 1) -> dict[str, Any]:
+    """Run one stage and store its result and checks in one transaction, replacing any earlier result.
+
+    Returns a small JSON summary (for XCom). Domain errors are recorded as stage status ``error`` and
+    returned; unexpected exceptions are recorded too, then re-raised so the orchestrator can retry."""
+    with reader(engine) as s:
+        run = load_run(s, run_id)
+        if run.status in TERMINAL:
+            raise ModelcertError(f"run {run_id} is {run.status}; its stages can no longer change")
+        if not run.spec:
+            raise SpecError("the run has no valid spec (registration failed)", source=run.spec_path)
+        ctx = context_for(run)
+    stage = get_stage(stage_name)
+    started = utcnow()
+    t0 = time.perf_counter()
+    unexpected: BaseException | None = None
+    try:
+        result = stage.run(ctx)
+    except ModelcertError as exc:
+        result = StageOutcome(stage=stage_name, status="error", reason=str(exc), library=stage.library,
+                              library_version=library_version(stage.library))
+    except Exception as exc:  # noqa: BLE001 - recorded, then re-raised
+        unexpected = exc
+        result = StageOutcome(stage=stage_name, status="error",
+                              reason=f"unexpected {type(exc).__name__}: {exc}",
+                              summary={"traceback": traceback.format_exc(limit=8)},
+                              library=stage.library, library_version=library_version(stage.library))
+    duration = time.perf_counter() - t0
+    save_stage(engine, run_id, result, started=started, duration_s=duration, attempt=attempt)
+    if unexpected is not None:
+        raise unexpected
+    return stage_summary(result, duration)
+
+
+def stage_summary(result: StageOutcome, duration: float) -> dict[str, Any]:
+    return {
+        "stage": result.stage,
+        "status": result.status,
+        "reason": result.reason,
+        "checks": len(result.checks),
+        "failed": [f"{c.name}[{c.subject}]" if c.subject else c.name for c in result.failures],
+        "seconds": round(duration, 3),
+    }
+
+
+def save_stage(engine: Engine, run_id: str, result: StageOutcome, *, started: datetime, duration_s: float,
+               attempt: int = 1) -> None:
+    with transaction(engine) as s:
+        run = load_run(s, run_id)
+        existing = s.execute(select(StageResult).where(StageResult.run_id == run_id,
+                                                       StageResult.stage == result.stage)).scalar_one_or_none()
+        replaced = existing is not None
+        if existing is not None:
+            s.delete(existing)
+            s.flush()
+        sr = StageResult(run_id=run.id, stage=result.stage, status=result.status, reason=result.reason,
+                         summary=audit.canonical(result.summary), library=result.library,
+                         library_version=result.library_version, started_at=started,
+                         finished_at=started + timedelta(seconds=duration_s), duration_s=duration_s, attempt=attempt)
+        s.add(sr)
+        s.flush()
+        s.add_all(
+            CheckResult(stage_result_id=sr.id, position=i, name=c.name, subject=c.subject, value=c.value,
+                        threshold=c.threshold, passed=c.passed, required=c.required, message=c.message,
+                        detail=audit.canonical(c.detail))
+            for i, c in enumerate(result.checks)
+        )
+        audit.append(s, actor=SYSTEM, action="stage_recorded", entity_type="run", entity_id=run.id,
+                     payload={"stage": result.stage, "status": result.status, "checks": len(result.checks),
+                              "failed": [c.name for c in result.failures], "replaced_previous": replaced,
+                              "reason": result.reason})
+
+
+# ------------------------------------------------------------------------------------------- decide
+def decide(engine: Engine, run_id: str) -> dict[str, Any]:
+    """The gate: any stage error → ``error``; any failed required check → ``rejected``; else
+    ``awaiting_signoff``. Reads only what the stages stored in Postgres."""
+    with transaction(engine) as s:
+        run = load_run(s, run_id)
+        if run.status in TERMINAL:
+            return {"run_id": run_id, "status": run.status, "reasons": run.reasons}
+        if not run.spec:
+            return {"run_id": run_id, "status": run.status, "reasons": run.reasons}
+        results = {r.stage: r for r in s.execute(select(StageResult).where(StageResult.run_id == run_id)).scalars()}
+        errors: list[str] = []
+        failures: list[str] = []
+        for name in STAGE_NAMES:
+            r = results.get(name)
+            if r is None:
+                errors.append(f"{name}: no result recorded (the stage did not run)")
+            elif r.status == "error":
+                errors.append(f"{name}: {r.reason}")
+        failed = s.execute(
+            select(CheckResult, StageResult.stage)
+            .join(StageResult, CheckResult.stage_result_id == StageResult.id)
+            .where(StageResult.run_id == run_id, CheckResult.required.is_(True), CheckResult.passed.is_(False))
+            .order_by(StageResult.stage, CheckResult.position)
+        ).all()
+        for check, stage in failed:
+            subject = f"[{check.subject}]" if check.subject else ""
+            failures.append(f"{stage}: {check.name}{subject}: {check.message}")
+        if errors:
+            status, reasons = "error", errors + failures
+        elif failures:
+            status, reasons = "rejected", failures
+        else:
+            status, reasons = "awaiting_signoff", []
+        if run.status != status or run.reasons != reasons:
+            previous = run.status
+            run.status = status
+            run.reasons = reasons
+            run.decided_at = utcnow()
+            run.awaiting_since = run.decided_at if status == "awaiting_signoff" else None
+            audit.append(s, actor=SYSTEM, action=f"run_{status}", entity_type="run", entity_id=run.id,
+                         payload={"previous_status": previous, "reasons": reasons})
+        return {"run_id": run_id, "status": run.status, "reasons": run.reasons,
+                "required_approvals": parse_spec(run.spec).required_approvals}
+
+
+# ------------------------------------------------------------------------------------------- sign-off
+@dataclass(frozen=True)
+class SignoffState:
+    #: waiting | approved | declined | timeout | not_awaiting
+    state: str
+    run_status: str
+    missing: dict[str, int]
+    approvers: list[dict[str, str]]
+    deadline: datetime | None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        d["deadline"] = self.deadline.isoformat() if self.deadline else None
+        return d
+
+
+def quorum_missing(required: dict[str, int], approvals: list[Signoff], digest: str) -> dict[str, int]:
+    """Approvals still needed per role; only approvals of this evidence digest count, one per person."""
+    counted: dict[str, set[str]] = {}
+    for a in approvals:
+        if a.decision == "approve" and a.evidence_digest == digest:
+            counted.setdefault(a.role, set()).add(a.approver)
+    return {role: n - len(counted.get(role, set())) for role, n in required.items()
+            if n - len(counted.get(role, set())) > 0}
+
+
+def signoff_state(engine: Engine, run_id: str, *, now: datetime | None = None) -> SignoffState:
+    now = now or utcnow()
+    with reader(engine) as s:
+        run = load_run(s, run_id)
+        signoffs = list(s.execute(select(Signoff).where(Signoff.run_id == run_id).order_by(Signoff.id)).scalars())
+        approvers = [{"approver": x.approver, "role": x.role, "decision": x.decision} for x in signoffs]
+        if run.status == "declined":
+            return SignoffState("declined", run.status, {}, approvers, None,
+                                "; ".join(x.comment for x in signoffs if x.decision == "decline"))
+        if run.status == "certified":
+            return SignoffState("approved", run.status, {}, approvers, None)
+        if run.status == "signoff_timeout":
+            return SignoffState("timeout", run.status, {}, approvers, None)
+        if run.status != "awaiting_signoff":
+            return SignoffState("not_awaiting", run.status, {}, approvers, None, f"run is {run.status}")
+        spec = parse_spec(run.spec)
+        deadline = (run.awaiting_since or now) + spec.signoff.timeout
+        missing = quorum_missing(spec.required_approvals, signoffs, run.evidence_digest)
+        if not missing:
+            return SignoffState("approved", run.status, {}, approvers, deadline)
+        if now >= deadline:
+            return SignoffState("timeout", run.status, missing, approvers, deadline,
+                                f"no quorum within {spec.signoff.timeout}")
+        return SignoffState("waiting", run.status, missing, approvers, deadline)
+
+
+def mark_signoff_timeout(engine: Engine, run_id: str) -> None:
+    """A timeout never approves: the run ends as ``signoff_timeout``."""
+    with transaction(engine) as s:
+        run = load_run(s, run_id)
+        if run.status != "awaiting_signoff":
+            return
+        run.status = "signoff_timeout"
+        run.reasons = ["required approvals were not given before the sign-off timeout"]
+        audit.append(s, actor=SYSTEM, action="run_signoff_timeout", entity_type="run", entity_id=run.id,
+                     payload={"awaiting_since": run.awaiting_since})
+
+
+# ------------------------------------------------------------------------------------------- promote
+def promote(engine: Engine, run_id: str) -> dict[str, Any]:
+    """Issue the certificate once the quorum of approvals for this run's evidence exists."""
+    with transaction(engine) as s:
+        run = load_run(s, run_id)
+        existing = s.execute(select(Certificate).where(Certificate.run_id == run_id)).scalar_one_or_none()
+        if existing is not None:
+            return certificate_dict(existing)
+        if run.status != "awaiting_signoff":
+            raise ModelcertError(f"run {run_id} is {run.status}; only a run awaiting sign-off with its quorum is promoted")
+        spec = parse_spec(run.spec)
+        signoffs = list(s.execute(select(Signoff).where(Signoff.run_id == run_id)).scalars())
+        missing = quorum_missing(spec.required_approvals, signoffs, run.evidence_digest)
+        if missing:
+            raise ModelcertError(f"run {run_id} lacks approvals: {missing}")
+        now = utcnow()
+        approvers = [{"approver": x.approver, "role": x.role} for x in signoffs
+                     if x.decision == "approve" and x.evidence_digest == run.evidence_digest]
+        # A newer certificate supersedes the model version's older valid ones.
+        for old in s.execute(select(Certificate).where(Certificate.model_version_id == run.model_version_id,
+                                                       Certificate.status == "valid")).scalars():
+            old.status = "revoked"
+            old.status_reason = f"superseded by the certificate of run {run_id}"
+            audit.append(s, actor=SYSTEM, action="certificate_revoked", entity_type="certificate",
+                         entity_id=old.id, payload={"reason": old.status_reason})
+        cert = Certificate(run_id=run_id, model_version_id=run.model_version_id, status="valid",
+                           evidence_digest=run.evidence_digest, approvers=approvers, valid_from=now,
+                           valid_until=now + spec.certificate.valid_for)
+        s.add(cert)
+        run.status = "certified"
+        mv = s.get(ModelVersion, run.model_version_id)
+        assert mv is not None
+        mv.status = "certified"
+        s.flush()
+        audit.append(s, actor=SYSTEM, action="run_certified", entity_type="run", entity_id=run.id,
+                     payload={"certificate": cert.id, "approvers": approvers})
+        audit.append(s, actor=SYSTEM, action="certificate_issued", entity_type="certificate", entity_id=cert.id,
+                     payload={"run": run.id, "model": mv.name, "version": mv.version,
+                              "valid_until": cert.valid_until, "evidence_digest": cert.evidence_digest})
+        return certificate_dict(cert, model=mv.name, version=mv.version)
+
+
+def certificate_dict(cert: Certificate, *, model: str | None = None, version: str | None = None) -> dict[str, Any]:
+    return {
+        "certificate_id": cert.id,
+        "run_id": cert.run_id,
+        "model": model,
+        "version": version,
+        "status": cert.status,
+        "valid_from": cert.valid_from.isoformat(),
+        "valid_until": cert.valid_until.isoformat(),
+        "evidence_digest": cert.evidence_digest,
+        "approvers": cert.approvers,
+    }

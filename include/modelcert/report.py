@@ -1,0 +1,133 @@
+"""Read models for people: what a run judged, with what evidence, who signed, and what it produced.
+
+Everything an auditor asks months later ("why was model X v2.3 approved, on what evidence, by whom")
+is answered from these queries on Postgres alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from modelcert.db.models import (
+    AuditEvent,
+    Certificate,
+    CertificationRun,
+    CheckResult,
+    ModelVersion,
+    Signoff,
+    StageResult,
+)
+from modelcert.db.session import reader
+from modelcert.pipeline import load_run
+from modelcert.stages import STAGE_NAMES
+
+
+def list_runs(engine: Engine, *, limit: int = 50) -> list[dict[str, Any]]:
+    with reader(engine) as s:
+        rows = s.execute(
+            select(CertificationRun, ModelVersion)
+            .join(ModelVersion, CertificationRun.model_version_id == ModelVersion.id, isouter=True)
+            .order_by(CertificationRun.created_at.desc())
+            .limit(limit)
+        ).all()
+        stage_rows = s.execute(
+            select(StageResult.run_id, StageResult.stage, StageResult.status)
+            .where(StageResult.run_id.in_([r.id for r, _ in rows]))
+        ).all()
+    stages: dict[str, dict[str, str]] = {}
+    for run_id, stage, status in stage_rows:
+        stages.setdefault(run_id, {})[stage] = status
+    return [
+        {
+            "run_id": run.id,
+            "model": mv.name if mv else None,
+            "version": mv.version if mv else None,
+            "status": run.status,
+            "created_at": run.created_at.isoformat(),
+            "airflow_run_id": run.airflow_run_id,
+            "stages": {name: stages.get(run.id, {}).get(name, "-") for name in STAGE_NAMES},
+            "reasons": run.reasons,
+        }
+        for run, mv in rows
+    ]
+
+
+def run_report(engine: Engine, run_id: str) -> dict[str, Any]:
+    with reader(engine) as s:
+        run = load_run(s, run_id)
+        mv = s.get(ModelVersion, run.model_version_id) if run.model_version_id else None
+        stage_results = list(s.execute(select(StageResult).where(StageResult.run_id == run_id)).scalars())
+        checks = list(
+            s.execute(
+                select(CheckResult, StageResult.stage)
+                .join(StageResult, CheckResult.stage_result_id == StageResult.id)
+                .where(StageResult.run_id == run_id)
+                .order_by(StageResult.stage, CheckResult.position)
+            ).all()
+        )
+        signoffs = list(s.execute(select(Signoff).where(Signoff.run_id == run_id).order_by(Signoff.id)).scalars())
+        cert = s.execute(select(Certificate).where(Certificate.run_id == run_id)).scalar_one_or_none()
+        events = list(s.execute(select(AuditEvent).where(AuditEvent.entity_id.in_([run_id] + ([cert.id] if cert else [])))
+                                .order_by(AuditEvent.id)).scalars())
+    order = {name: i for i, name in enumerate(STAGE_NAMES)}
+    by_stage: dict[str, list[dict[str, Any]]] = {}
+    for c, stage in checks:
+        by_stage.setdefault(stage, []).append({
+            "name": c.name, "subject": c.subject, "value": c.value, "threshold": c.threshold,
+            "passed": c.passed, "required": c.required, "message": c.message, "detail": c.detail,
+        })
+    for items in by_stage.values():
+        # Failed checks first, then warnings, then passed, then informational.
+        items.sort(key=lambda c: (0 if c["passed"] is False and c["required"] else
+                                  1 if c["passed"] is False else 2 if c["passed"] else 3))
+    return {
+        "run_id": run.id,
+        "model": mv.name if mv else None,
+        "version": mv.version if mv else None,
+        "owner": run.submitter,
+        "status": run.status,
+        "reasons": run.reasons,
+        "created_at": run.created_at.isoformat(),
+        "decided_at": run.decided_at.isoformat() if run.decided_at else None,
+        "airflow": {"dag_id": run.airflow_dag_id, "run_id": run.airflow_run_id, "triggered_by": run.triggered_by},
+        "spec_path": run.spec_path,
+        "evidence": run.evidence,
+        "evidence_digest": run.evidence_digest,
+        "stages": [
+            {
+                "stage": r.stage, "status": r.status, "reason": r.reason, "library": r.library,
+                "library_version": r.library_version, "seconds": round(r.duration_s, 3),
+                "summary": r.summary, "checks": by_stage.get(r.stage, []),
+            }
+            for r in sorted(stage_results, key=lambda r: order.get(r.stage, 99))
+        ],
+        "signoffs": [
+            {"approver": x.approver, "role": x.role, "decision": x.decision, "comment": x.comment,
+             "evidence_digest": x.evidence_digest, "authenticated_via": x.authenticated_via,
+             "at": x.created_at.isoformat()}
+            for x in signoffs
+        ],
+        "certificate": None if cert is None else {
+            "certificate_id": cert.id, "status": cert.status, "valid_from": cert.valid_from.isoformat(),
+            "valid_until": cert.valid_until.isoformat(), "status_reason": cert.status_reason,
+        },
+        "audit": [{"id": e.id, "ts": e.ts.isoformat(), "actor": e.actor, "action": e.action, "payload": e.payload}
+                  for e in events],
+    }
+
+
+def list_certificates(engine: Engine) -> list[dict[str, Any]]:
+    with reader(engine) as s:
+        rows = s.execute(
+            select(Certificate, ModelVersion)
+            .join(ModelVersion, Certificate.model_version_id == ModelVersion.id)
+            .order_by(Certificate.issued_at.desc())
+        ).all()
+    return [
+        {"certificate_id": c.id, "model": mv.name, "version": mv.version, "status": c.status,
+         "valid_from": c.valid_from.isoformat(), "valid_until": c.valid_until.isoformat(), "run_id": c.run_id,
+         "status_reason": c.status_reason}
+        for c, mv in rows
+    ]
