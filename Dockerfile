@@ -1,0 +1,30 @@
+# modelcert: the official Airflow image extended with the project's pinned dependencies,
+# the modelcert library (include/), the DAGs (dags/) and the Airflow plugins (plugins/).
+#
+# Follows "Extending the image" in the Airflow docker-stack docs: packages are installed
+# with pip as the `airflow` user, and apache-airflow is named at the image's own version
+# (${AIRFLOW_VERSION}, set by the base image) so that pip can never up- or downgrade it.
+# requirements.txt pins the same version; tests/test_deploy_files.py checks that the tag
+# below and that pin agree.
+#
+# Built by docker-compose.yaml (`docker compose build`); see docs/docker.md.
+FROM apache/airflow:3.3.2-python3.11
+
+USER airflow
+WORKDIR /opt/airflow
+
+# 1. Third-party dependencies first, so that this layer is cached while only code changes.
+COPY --chown=airflow:0 requirements.txt requirements-nodeps.txt /opt/airflow/
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airflow/requirements.txt \
+ && pip install --no-cache-dir --no-deps -r /opt/airflow/requirements-nodeps.txt
+
+# 2. The modelcert library (package dir "" = "include" in pyproject.toml), installed
+#    editable so that the ./include bind mount of docker-compose.yaml is what gets imported.
+#    This puts the `modelcert` CLI (used by airflow-init: `modelcert db upgrade`) on PATH.
+COPY --chown=airflow:0 pyproject.toml /opt/airflow/pyproject.toml
+COPY --chown=airflow:0 include/ /opt/airflow/include/
+RUN pip install --no-cache-dir --no-deps -e /opt/airflow
+
+# 3. DAGs and plugins (docker-compose.yaml also bind-mounts these for development).
+COPY --chown=airflow:0 dags/ /opt/airflow/dags/
+COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
