@@ -1,0 +1,62 @@
+"""Run the whole certify_model DAG with dag.test() on the demo data, against a real results DB."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.store]
+RUNNER = Path(__file__).with_name("dagtest_runner.py")
+
+
+def run_dag(spec: str, db_url: str, home: Path, action: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, str(RUNNER), spec, db_url, str(home), action],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("airflow_home")
+
+
+def test_passing_model_is_certified_after_approvals(demo_build: Path, db_url: str, airflow_home: Path) -> None:
+    res = run_dag("german_credit.yaml", db_url, airflow_home, "approve")
+    assert res["run"]["status"] == "certified", res
+    assert res["dag_state"] == "success"
+    ts = res["task_states"]
+    assert ts["await_signoff"] == "success" and ts["promote"] == "success"
+    assert all(ts[f"stages.{n}"] == "success" for n in
+               ("data_quality", "performance", "robustness", "fairness", "drift", "compliance")), ts
+
+
+def test_unfair_model_is_rejected_and_never_promoted(demo_build: Path, db_url: str, airflow_home: Path) -> None:
+    res = run_dag("adult_income.yaml", db_url, airflow_home, "none")
+    assert res["run"]["status"] == "rejected"
+    assert any(r.startswith("fairness: disparate_impact[sex]") for r in res["run"]["reasons"]), res["run"]["reasons"]
+    ts = res["task_states"]
+    assert res["dag_state"] == "failed"
+    assert ts["stages.fairness"] == "failed" and ts["decide"] == "failed"
+    assert ts["promote"] in ("upstream_failed", "None")
+
+
+def test_audit_of_vendor_scores(demo_build: Path, db_url: str, airflow_home: Path) -> None:
+    res = run_dag("compas_audit.yaml", db_url, airflow_home, "approve")
+    ts = res["task_states"]
+    assert ts["stages.robustness"] == "skipped"  # not applicable: predictions only, never silently skipped
+    # The audit finds what ProPublica found: the vendor's scores fail the fairness checks on race.
+    assert res["run"]["status"] == "rejected", res["run"]
+    assert any("fairness" in r and "[race]" in r for r in res["run"]["reasons"])
+
+
+def test_decline_fails_the_sensor(demo_build: Path, db_url: str, airflow_home: Path) -> None:
+    res = run_dag("german_credit.yaml", db_url, airflow_home, "decline")
+    assert res["run"]["status"] == "declined"
+    assert res["task_states"]["await_signoff"] == "failed"
+    assert res["task_states"]["promote"] == "upstream_failed"
