@@ -1,0 +1,117 @@
+"""End to end against real Airflow processes (api-server, scheduler, dag-processor, triggerer) on PostgreSQL:
+trigger through REST API v2 with a conf, wait for sign-off, approve through the CLI, see the certificate;
+and the rejection path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from sqlalchemy import select
+
+from modelcert.airflow_stack import AirflowStack
+from modelcert.db.models import Certificate, CertificationRun
+from modelcert.db.session import get_engine, reader
+from tests.conftest import _admin_exec, _with_db
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.store]
+REPO = Path(__file__).resolve().parents[2]
+MODELCERT = str(Path(sys.executable).parent / "modelcert")
+
+
+@pytest.fixture(scope="module")
+def stack(pg_admin_url: str, migrated_template: str, demo_build: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    suffix = uuid.uuid4().hex[:8]
+    _admin_exec(pg_admin_url, f'CREATE DATABASE "af_e2e_{suffix}"')
+    _admin_exec(pg_admin_url, f'CREATE DATABASE "mc_e2e_{suffix}" TEMPLATE "{migrated_template}"')
+    st = AirflowStack(home=tmp_path_factory.mktemp("airflow_e2e"),
+                      metadata_url=_with_db(pg_admin_url, f"af_e2e_{suffix}"),
+                      results_url=_with_db(pg_admin_url, f"mc_e2e_{suffix}"))
+    st.migrate()
+    st.start(timeout=240)
+    try:
+        st.wait_dag("certify_model", timeout=240)
+        yield st
+    finally:
+        st.stop()
+        from modelcert.db.session import dispose_all
+
+        dispose_all()
+        for db in (f"af_e2e_{suffix}", f"mc_e2e_{suffix}"):
+            _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def _run_row(stack: AirflowStack, airflow_run_id: str) -> CertificationRun | None:
+    with reader(get_engine(stack.results_url)) as s:
+        return s.execute(select(CertificationRun).where(CertificationRun.airflow_run_id == airflow_run_id)
+                         ).scalar_one_or_none()
+
+
+def _cli(stack: AirflowStack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MODELCERT_DATABASE_URL=stack.results_url)
+    return subprocess.run([MODELCERT, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _diagnose(stack: AirflowStack) -> str:
+    return "\n".join(f"--- {p}\n{stack.tail(p, 30)}" for p in ("scheduler", "triggerer", "api-server"))
+
+
+def test_rest_trigger_signoff_via_cli_and_certificate(stack: AirflowStack) -> None:
+    airflow_run = stack.trigger("certify_model", {"spec": "german_credit.yaml"})
+    try:
+        stack.wait_for(lambda: (r := _run_row(stack, airflow_run)) is not None and r.status != "running",
+                       timeout=420, what="the gate's decision")
+        row = _run_row(stack, airflow_run)
+        assert row is not None and row.status == "awaiting_signoff", (row and row.reasons, _diagnose(stack))
+        stack.wait_for(lambda: stack.task_states("certify_model", airflow_run).get("await_signoff") == "deferred",
+                       timeout=120, what="the sensor to defer (worker slot freed)")
+        refused = _cli(stack, "approve", row.id, "--approver", "alice", "--role", "model_validator")
+        assert refused.returncode != 0 and "four-eyes" in refused.stderr
+        ok1 = _cli(stack, "approve", row.id, "--approver", "bob", "--role", "model_validator", "--comment", "ok")
+        assert ok1.returncode == 0, ok1.stderr
+        assert stack.task_states("certify_model", airflow_run)["promote"] in (None, "none", "scheduled", "queued")
+        ok2 = _cli(stack, "approve", row.id, "--approver", "dave", "--role", "risk_officer")
+        assert ok2.returncode == 0, ok2.stderr
+        stack.wait_for(lambda: stack.run_state("certify_model", airflow_run) in ("success", "failed"),
+                       timeout=180, what="the DAG run to finish")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{_diagnose(stack)}") from exc
+    assert stack.run_state("certify_model", airflow_run) == "success"
+    states = stack.task_states("certify_model", airflow_run)
+    assert states["await_signoff"] == "success" and states["promote"] == "success"
+    with reader(get_engine(stack.results_url)) as s:
+        cert = s.execute(select(Certificate).where(Certificate.run_id == row.id)).scalar_one()
+    assert cert.status == "valid" and cert.valid_until > cert.valid_from
+    assert {a["approver"] for a in cert.approvers} == {"bob", "dave"}
+    events = stack.api("GET", "/api/v2/assets/events", params={"limit": 50}).json()["asset_events"]
+    assert any(e["uri"].startswith("modelcert://certificates") and e["extra"].get("certificate_id") == cert.id
+               for e in events), events
+    report = _cli(stack, "--json", "report", row.id)
+    assert report.returncode == 0 and '"status": "certified"' in report.stdout
+
+
+def test_rejected_run_fails_in_airflow_and_is_never_promoted(stack: AirflowStack) -> None:
+    airflow_run = stack.trigger("certify_model", {"spec": "adult_income.yaml"})
+    try:
+        stack.wait_for(lambda: stack.run_state("certify_model", airflow_run) in ("success", "failed"),
+                       timeout=420, what="the rejected DAG run to finish")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{_diagnose(stack)}") from exc
+    assert stack.run_state("certify_model", airflow_run) == "failed"
+    states = stack.task_states("certify_model", airflow_run)
+    assert states["stages.fairness"] == "failed" and states["decide"] == "failed"
+    assert states["promote"] == "upstream_failed" and states["await_signoff"] == "upstream_failed"
+    row = _run_row(stack, airflow_run)
+    assert row is not None and row.status == "rejected"
+    assert any("disparate_impact[sex]" in r for r in row.reasons)
+
+
+def test_trigger_conf_is_validated_by_the_param_schema(stack: AirflowStack) -> None:
+    r = stack.api("POST", "/api/v2/dags/certify_model/dagRuns", json={"logical_date": None, "conf": {"spec": "x.json"}})
+    assert r.status_code == 400, r.text
