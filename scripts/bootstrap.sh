@@ -20,11 +20,19 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 STAMP=.venv/.modelcert-installed
 WANT="$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+pipq() {  # quiet pip; on failure show its output (minus noise about absent local index folders) and stop
+  local log; log="$(mktemp)"
+  if ! .venv/bin/python -m pip "$@" >"$log" 2>&1; then
+    grep -v "is ignored: it is neither" "$log" >&2 || true
+    rm -f "$log"; echo "pip $* failed" >&2; exit 1
+  fi
+  rm -f "$log"
+}
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
   echo "==> installing pinned requirements into .venv (about a minute)"
-  .venv/bin/python -m pip install -q --upgrade "pip==26.3"
-  .venv/bin/python -m pip install -q -r requirements.txt
-  .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
-  .venv/bin/python -m pip install -q --no-deps -e .
+  pipq install --upgrade "pip==26.3"
+  pipq install -r requirements.txt
+  pipq install --no-deps -r requirements-nodeps.txt
+  pipq install --no-deps -e .
   echo "$WANT" > "$STAMP"
 fi
