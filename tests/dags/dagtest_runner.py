@@ -74,6 +74,11 @@ def main() -> None:
     with reader(engine) as s:
         run = s.execute(select(CertificationRun)).scalars().first()
         info = {"status": run.status, "reasons": run.reasons, "id": run.id} if run else None
+        from modelcert.db.models import AuditEvent
+
+        actions = [(e.action, e.payload.get("event")) for e in s.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars()]
+        if info is not None:
+            info["audit"] = actions
     print(json.dumps({"dag_state": str(dr.state), "task_states": states, "run": info}))
 
 

@@ -32,6 +32,8 @@ def test_passing_model_is_certified_after_approvals(demo_build: Path, db_url: st
     assert res["dag_state"] == "success"
     ts = res["task_states"]
     assert ts["await_signoff"] == "success" and ts["promote"] == "success"
+    notified = [event for action, event in res["run"]["audit"] if action == "notification_sent"]
+    assert notified == ["awaiting_signoff", "certified"], res["run"]["audit"]
     assert all(ts[f"stages.{n}"] == "success" for n in
                ("data_quality", "performance", "robustness", "fairness", "drift", "compliance")), ts
 
@@ -60,3 +62,5 @@ def test_decline_fails_the_sensor(demo_build: Path, db_url: str, airflow_home: P
     assert res["run"]["status"] == "declined"
     assert res["task_states"]["await_signoff"] == "failed"
     assert res["task_states"]["promote"] == "upstream_failed"
+    notified = [event for action, event in res["run"]["audit"] if action == "notification_sent"]
+    assert notified == ["awaiting_signoff", "signoff_failed"], res["run"]["audit"]
