@@ -262,6 +262,15 @@ def cmd_certificates(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from modelcert.governance import revoke_certificate
+
+    out = revoke_certificate(_engine(args), args.certificate, _cli_identity(args.by), reason=args.reason)
+    _print_json(out) if args.json else _console().print(
+        f"revoked certificate {out['certificate_id']} (was {out['previous_status']}): {out['reason']}")
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from modelcert import audit
     from modelcert.db.session import reader
@@ -337,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("promote", cmd_promote, "issue the certificate of an approved in-process run")
     sp.add_argument("run")
     add("certificates", cmd_certificates, "list certificates and their status")
+    sp = add("revoke", cmd_revoke, "revoke a certificate (holders of a certification role only)")
+    sp.add_argument("certificate", help="certificate id or unique prefix")
+    sp.add_argument("--by", required=True, help="who revokes (must hold a certification role)")
+    sp.add_argument("--reason", required=True)
     sp = add("audit", cmd_audit_verify, "verify the audit log's hash chain")
     sp.add_argument("action", choices=["verify"])
     sp = add("db", cmd_db, "migrate the results database")

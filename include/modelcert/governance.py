@@ -16,17 +16,19 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 
 from modelcert import audit
-from modelcert.db.models import Signoff
-from modelcert.db.session import transaction
+from modelcert.db.models import CertificationRun, Signoff
+from modelcert.db.session import reader, transaction
 from modelcert.errors import SignoffError
 from modelcert.pipeline import load_run
 from modelcert.spec import parse_spec
 
 ROLES_ENV = "MODELCERT_ROLES_FILE"
+#: Postgres NOTIFY channel announcing a sign-off decision (payload: the run id).
+SIGNOFF_CHANNEL = "modelcert_signoff"
 DEFAULT_ROLES_FILE = Path(__file__).resolve().parents[1] / "config" / "roles.yaml"
 
 
@@ -55,6 +57,32 @@ def roles_of(user: str, roles: dict[str, set[str]] | None = None) -> set[str]:
     return {role for role, users in roles.items() if user in users}
 
 
+def _check(run: CertificationRun, name: str, role: str, held: set[str], *, digest: str,
+           earlier: Signoff | None) -> None:
+    """Every rule for ``name`` signing ``run`` as ``role``; raises SignoffError naming the first one broken."""
+    if run.status != "awaiting_signoff":
+        raise SignoffError(f"run {run.id} is {run.status}, not awaiting sign-off", code="not_awaiting")
+    if name in {run.submitter, run.triggered_by}:
+        raise SignoffError(
+            f"four-eyes rule: {name} submitted or triggered run {run.id} and cannot sign it off", code="four_eyes"
+        )
+    required = parse_spec(run.spec).required_approvals
+    if role not in required:
+        raise SignoffError(f"role {role!r} is not required for this run; required: {sorted(required)}",
+                           code="role_not_required")
+    if role not in held:
+        raise SignoffError(f"{name} does not hold the role {role!r} (holds: {sorted(held) or 'none'})",
+                           code="forbidden")
+    if digest != run.evidence_digest:
+        raise SignoffError(
+            f"evidence digest {digest} is not this run's ({run.evidence_digest}): the model, data or spec "
+            "changed since you reviewed it; review the current evidence", code="evidence_mismatch"
+        )
+    if earlier is not None:
+        raise SignoffError(f"{name} already {earlier.decision}d run {run.id} (as {earlier.role}); "
+                           "one person counts once", code="duplicate")
+
+
 def record_decision(engine: Engine, run_id: str, who: Identity, *, role: str,
                     decision: Literal["approve", "decline"], evidence_digest: str | None = None,
                     comment: str = "", roles: dict[str, set[str]] | None = None) -> dict[str, object]:
@@ -68,29 +96,9 @@ def record_decision(engine: Engine, run_id: str, who: Identity, *, role: str,
         run = load_run(s, run_id)
         # Lock the run row: two approvers racing cannot both pass the checks below on stale state.
         s.refresh(run, with_for_update=True)
-        if run.status != "awaiting_signoff":
-            raise SignoffError(f"run {run_id} is {run.status}, not awaiting sign-off", code="not_awaiting")
-        if who.name in {run.submitter, run.triggered_by}:
-            raise SignoffError(
-                f"four-eyes rule: {who.name} submitted or triggered run {run_id} and cannot sign it off", code="four_eyes"
-            )
-        required = parse_spec(run.spec).required_approvals
-        if role not in required:
-            raise SignoffError(f"role {role!r} is not required for this run; required: {sorted(required)}",
-                               code="role_not_required")
-        if role not in held:
-            raise SignoffError(f"{who.name} does not hold the role {role!r} (holds: {sorted(held) or 'none'})",
-                               code="forbidden")
         digest = evidence_digest or run.evidence_digest
-        if digest != run.evidence_digest:
-            raise SignoffError(
-                f"evidence digest {digest} is not this run's ({run.evidence_digest}): the model, data or spec "
-                "changed since you reviewed it; review the current evidence", code="evidence_mismatch"
-            )
         earlier = s.execute(select(Signoff).where(Signoff.run_id == run_id, Signoff.approver == who.name)).scalar_one_or_none()
-        if earlier is not None:
-            raise SignoffError(f"{who.name} already {earlier.decision}d run {run_id} (as {earlier.role}); "
-                               "one person counts once", code="duplicate")
+        _check(run, who.name, role, held, digest=digest, earlier=earlier)
         so = Signoff(run_id=run_id, approver=who.name, role=role, decision=decision, evidence_digest=digest,
                      comment=comment, authenticated_via=who.authenticated_via)
         s.add(so)
@@ -101,6 +109,8 @@ def record_decision(engine: Engine, run_id: str, who: Identity, *, role: str,
         audit.append(s, actor=who.name, action=f"signoff_{decision}", entity_type="run", entity_id=run_id,
                      payload={"role": role, "evidence_digest": digest, "comment": comment,
                               "authenticated_via": who.authenticated_via})
+        # Wakes the sign-off trigger at commit (LISTEN modelcert_signoff) instead of it polling faster.
+        s.execute(text("SELECT pg_notify(:channel, :run)"), {"channel": SIGNOFF_CHANNEL, "run": run_id})
         if decision == "decline":
             run.status = "declined"
             run.reasons = [f"declined by {who.name} ({role}): {comment}"]
@@ -108,3 +118,66 @@ def record_decision(engine: Engine, run_id: str, who: Identity, *, role: str,
                          payload={"reason": comment})
         return {"run_id": run_id, "approver": who.name, "role": role, "decision": decision,
                 "evidence_digest": digest, "run_status": run.status}
+
+
+def resolve_certificate_id(engine: Engine, ref: str) -> str:
+    """A certificate by id or unique id prefix (as ``modelcert certificates`` shows it)."""
+    from modelcert.db.models import Certificate
+    from modelcert.db.session import reader
+
+    with reader(engine) as s:
+        ids = list(s.execute(select(Certificate.id).where(Certificate.id.startswith(ref))).scalars())
+    if len(ids) != 1:
+        raise SignoffError(f"certificate {ref!r}: {'no match' if not ids else f'{len(ids)} matches, give more characters'}",
+                           code="not_found")
+    return ids[0]
+
+
+def revoke_certificate(engine: Engine, cert_ref: str, who: Identity, *, reason: str,
+                       roles: dict[str, set[str]] | None = None) -> dict[str, object]:
+    """Revoke a certificate: only a holder of a certification role, always with a reason, audited."""
+    from modelcert.db.models import Certificate, ModelVersion
+
+    if not reason.strip():
+        raise SignoffError("a revocation needs a reason (--reason)", code="invalid")
+    held = roles_of(who.name, roles)
+    if not held:
+        raise SignoffError(f"{who.name} holds no certification role and cannot revoke certificates", code="forbidden")
+    cert_id = resolve_certificate_id(engine, cert_ref)
+    with transaction(engine) as s:
+        cert = s.get(Certificate, cert_id, with_for_update=True)
+        assert cert is not None
+        if cert.status == "revoked":
+            raise SignoffError(f"certificate {cert_id} is already revoked ({cert.status_reason})", code="duplicate")
+        previous = cert.status
+        cert.status = "revoked"
+        cert.status_reason = f"revoked by {who.name}: {reason}"
+        mv = s.get(ModelVersion, cert.model_version_id)
+        if mv is not None and mv.status in ("certified", "suspended"):
+            mv.status = "revoked"
+        audit.append(s, actor=who.name, action="certificate_revoked", entity_type="certificate", entity_id=cert_id,
+                     payload={"previous_status": previous, "reason": reason, "roles": sorted(held),
+                              "authenticated_via": who.authenticated_via})
+        return {"certificate_id": cert_id, "status": cert.status, "previous_status": previous, "reason": reason}
+
+
+def signoff_options(engine: Engine, run_id: str, user: str,
+                    roles: dict[str, set[str]] | None = None) -> dict[str, object]:
+    """What ``user`` could sign on this run right now, judged by the same rules ``record_decision``
+    enforces (one copy: ``_check``). For display only, e.g. which buttons a page offers; a decision is
+    still refused or accepted by ``record_decision`` alone, on the locked run row."""
+    held = roles_of(user, roles)
+    with reader(engine) as s:
+        run = load_run(s, run_id)
+        earlier = s.execute(select(Signoff).where(Signoff.run_id == run_id, Signoff.approver == user)).scalar_one_or_none()
+        required = parse_spec(run.spec).required_approvals if run.spec else {}
+        allowed: list[str] = []
+        refused: dict[str, dict[str, str]] = {}
+        for role in sorted(required):
+            try:
+                _check(run, user, role, held, digest=run.evidence_digest, earlier=earlier)
+                allowed.append(role)
+            except SignoffError as exc:
+                refused[role] = {"code": exc.code, "message": str(exc)}
+    return {"user": user, "held_roles": sorted(held), "required": required, "allowed_roles": allowed,
+            "refused": refused}
