@@ -66,10 +66,18 @@ def _engine(args: argparse.Namespace, *, migrate: bool = True):
     return get_engine(url)
 
 
+def escape(text: str) -> str:
+    """User data (check subjects like "[race]", reasons) must not be read as rich markup."""
+    from rich.markup import escape as _escape
+
+    return _escape(text)
+
+
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Piped output (CI logs, files) keeps long lines whole instead of wrapping at 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _print_json(data: Any) -> None:
@@ -127,8 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             results.append(summary)
             colour = {"passed": "green", "failed": "red", "error": "red", "not_applicable": "yellow"}[summary["status"]]
             progress.console.print(f"  {name:<13} [{colour}]{summary['status']:<15}[/{colour}] {summary['seconds']:>6.1f}s"
-                                   + (f"  {', '.join(summary['failed'][:4])}" if summary["failed"] else "")
-                                   + (f"  {summary['reason']}" if summary["reason"] else ""))
+                                   + escape(f"  {', '.join(summary['failed'][:4])}" if summary["failed"] else "")
+                                   + escape(f"  {summary['reason']}" if summary["reason"] else ""))
             progress.advance(task)
     decision = pipeline.decide(engine, reg.run_id)
     if args.json:
@@ -143,7 +151,7 @@ def _print_decision(con: Any, decision: dict[str, Any]) -> None:
     colour = {"awaiting_signoff": "yellow", "rejected": "red", "error": "red", "certified": "green"}.get(status, "white")
     con.print(f"outcome: [bold {colour}]{status}[/bold {colour}]")
     for r in decision.get("reasons", []):
-        con.print(f"  - {r}")
+        con.print(f"  - {escape(r)}")
     if status == "awaiting_signoff":
         con.print(f"  needs approvals: {decision.get('required_approvals')}")
         con.print(f"  approve with: modelcert approve {decision['run_id']} --approver NAME --role ROLE")
@@ -163,7 +171,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             for st in rep["stages"]:
                 con.print(f"  {st['stage']:<13} {st['status']}")
             for r in rep["reasons"]:
-                con.print(f"  - {r}")
+                con.print(f"  - {escape(r)}")
         return 0
     runs = report.list_runs(engine)
     if args.json:
@@ -192,20 +200,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     for name, f in (rep["evidence"].get("files") or {}).items():
         con.print(f"  {name:<10} {f['sha256']}  {f['path']}")
     for r in rep["reasons"]:
-        con.print(f"  reason: {r}")
+        con.print(f"  reason: {escape(r)}")
     for st in rep["stages"]:
         con.print(f"\n[bold]{st['stage']}[/bold]  {st['status']}  ({st['library']} {st['library_version']}, {st['seconds']} s)"
-                  + (f"  {st['reason']}" if st["reason"] else ""))
+                  + escape(f"  {st['reason']}" if st["reason"] else ""))
         for c in st["checks"]:
             mark = {True: "[green]pass[/green]", False: "[red]FAIL[/red]" if c["required"] else "[yellow]warn[/yellow]",
                     None: "info"}[c["passed"]]
             value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
             subject = f"[{c['subject']}]" if c["subject"] else ""
             thr = json.dumps({k: v for k, v in (c["threshold"] or {}).items() if k != "required"}) if c["threshold"] else ""
-            con.print(f"  {mark:<6} {c['name']}{subject} = {value} {thr}")
+            con.print(f"  {mark:<6} " + escape(f"{c['name']}{subject} = {value} {thr}"))
     con.print("\n[bold]sign-offs[/bold]")
     for x in rep["signoffs"] or [{"approver": "none yet", "role": "", "decision": "", "comment": ""}]:
-        con.print(f"  {x['approver']} {x['role']} {x['decision']} {x['comment']}")
+        con.print(escape(f"  {x['approver']} {x['role']} {x['decision']} {x['comment']}"))
     if rep["certificate"]:
         c = rep["certificate"]
         con.print(f"\n[bold]certificate[/bold] {c['certificate_id']} {c['status']} valid until {c['valid_until']}")

@@ -111,6 +111,34 @@ def test_rejected_run_fails_in_airflow_and_is_never_promoted(stack: AirflowStack
     assert row is not None and row.status == "rejected"
     assert any("disparate_impact[sex]" in r for r in row.reasons)
 
+    # Clearing and re-running the whole DAG run leaves exactly one result set per stage.
+    before = _result_counts(stack, row.id, airflow_run)
+    r = stack.api("POST", "/api/v2/dags/certify_model/clearTaskInstances",
+                  json={"dry_run": False, "dag_run_id": airflow_run, "only_failed": False, "reset_dag_runs": True})
+    assert r.status_code == 200, r.text
+    stack.wait_for(lambda: stack.run_state("certify_model", airflow_run) in ("queued", "running"), timeout=60,
+                   interval=0.5, what="the cleared run to restart")
+    stack.wait_for(lambda: stack.run_state("certify_model", airflow_run) in ("success", "failed"),
+                   timeout=420, what="the cleared run to finish again")
+    after = _result_counts(stack, row.id, airflow_run)
+    assert after == before and after["runs"] == 1 and after["stages"] == 6, (before, after)
+    assert _run_row(stack, airflow_run).status == "rejected"
+
+
+def _result_counts(stack: AirflowStack, run_id: str, airflow_run_id: str) -> dict[str, int]:
+    from sqlalchemy import func
+
+    from modelcert.db.models import CheckResult, StageResult
+
+    with reader(get_engine(stack.results_url)) as s:
+        return {
+            "runs": s.execute(select(func.count()).select_from(CertificationRun)
+                              .where(CertificationRun.airflow_run_id == airflow_run_id)).scalar_one(),
+            "stages": s.execute(select(func.count()).select_from(StageResult).where(StageResult.run_id == run_id)).scalar_one(),
+            "checks": s.execute(select(func.count()).select_from(CheckResult).join(StageResult)
+                                .where(StageResult.run_id == run_id)).scalar_one(),
+        }
+
 
 def test_trigger_conf_is_validated_by_the_param_schema(stack: AirflowStack) -> None:
     r = stack.api("POST", "/api/v2/dags/certify_model/dagRuns", json={"logical_date": None, "conf": {"spec": "x.json"}})
