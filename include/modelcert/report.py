@@ -84,6 +84,9 @@ def run_report(engine: Engine, run_id: str) -> dict[str, Any]:
                                   1 if c["passed"] is False else 2 if c["passed"] else 3))
     return {
         "run_id": run.id,
+        "kind": run.kind,
+        #: Recertification runs: the certificate they re-checked.
+        "checked_certificate_id": run.certificate_id,
         "model": mv.name if mv else None,
         "version": mv.version if mv else None,
         "owner": run.submitter,
@@ -131,3 +134,78 @@ def list_certificates(engine: Engine) -> list[dict[str, Any]]:
          "status_reason": c.status_reason}
         for c, mv in rows
     ]
+
+
+def model_overview(engine: Engine, *, expiring_within_days: int = 14) -> list[dict[str, Any]]:
+    """Every model version: certificate status and validity, latest run and each stage's last verdict.
+
+    ``attention`` flags what ops must look at: expired or suspended certificates, validity ending within
+    ``expiring_within_days``, or a certificate past its validity that nobody has marked expired yet."""
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    with reader(engine) as s:
+        versions = list(s.execute(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)).scalars())
+        certs = list(s.execute(select(Certificate).order_by(Certificate.issued_at)).scalars())
+        runs = list(s.execute(select(CertificationRun).where(CertificationRun.model_version_id.is_not(None))
+                              .order_by(CertificationRun.created_at)).scalars())
+        stage_rows = s.execute(select(StageResult.run_id, StageResult.stage, StageResult.status)).all()
+    latest_cert: dict[int, Certificate] = {}
+    for c in certs:
+        latest_cert[c.model_version_id] = c
+    latest_run: dict[int, CertificationRun] = {}
+    latest_recert: dict[int, CertificationRun] = {}
+    run_by_id = {r.id: r for r in runs}
+    for r in runs:
+        assert r.model_version_id is not None
+        latest_run[r.model_version_id] = r
+        if r.kind == "recertification":
+            latest_recert[r.model_version_id] = r
+    stages: dict[str, dict[str, str]] = {}
+    for run_id, stage, status in stage_rows:
+        stages.setdefault(run_id, {})[stage] = status
+    out = []
+    for mv in versions:
+        cert = latest_cert.get(mv.id)
+        run = latest_run.get(mv.id)
+        attention: list[str] = []
+        if cert is not None:
+            if cert.status in ("suspended", "expired", "revoked"):
+                attention.append(f"certificate {cert.status}")
+            elif cert.valid_until <= now:
+                attention.append("certificate past its validity (not yet marked expired)")
+            elif cert.valid_until <= now + timedelta(days=expiring_within_days):
+                attention.append(f"expires within {expiring_within_days} days")
+        recert = latest_recert.get(mv.id)
+        certified_spec = (run_by_id[cert.run_id].spec or {}) if cert is not None and cert.run_id in run_by_id else {}
+        configured = bool(certified_spec.get("recertification"))
+        if cert is not None and cert.status == "valid":
+            if not configured:
+                attention.append("no recertification configured (spec has no recertification section)")
+            elif recert is not None and recert.certificate_id == cert.id and recert.status == "error":
+                attention.append("last recertification could not check the model (error)")
+        out.append({
+            "model": mv.name, "version": mv.version, "owner": mv.owner, "risk_tier": mv.risk_tier,
+            "model_status": mv.status,
+            "certificate": None if cert is None else {
+                "certificate_id": cert.id, "status": cert.status, "valid_until": cert.valid_until.isoformat(),
+                "last_checked_at": cert.last_checked_at.isoformat() if cert.last_checked_at else None,
+                "status_reason": cert.status_reason,
+            },
+            "latest_run": None if run is None else {
+                "run_id": run.id, "kind": run.kind, "status": run.status, "created_at": run.created_at.isoformat(),
+                "airflow_dag_id": run.airflow_dag_id, "airflow_run_id": run.airflow_run_id,
+                "stages": {name: stages.get(run.id, {}).get(name, "-") for name in STAGE_NAMES},
+            },
+            "recertification_configured": configured,
+            "last_recertification": None if recert is None else {
+                "run_id": recert.id, "status": recert.status, "certificate_id": recert.certificate_id,
+                "at": (recert.decided_at or recert.created_at).isoformat(),
+                "ds": (recert.evidence or {}).get("ds"),
+                "current_data": ((recert.evidence or {}).get("files", {}).get("current") or {}).get("path"),
+                "stages": dict(stages.get(recert.id, {})), "reasons": list(recert.reasons or []),
+                "airflow_run_id": recert.airflow_run_id,
+            },
+            "attention": attention,
+        })
+    return out

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -253,6 +254,137 @@ class Checks(_Strict):
     compliance: ComplianceChecks = ComplianceChecks()
 
 
+#: Stages a recertification may re-run on production data (compliance judges the spec, not data).
+RECERTIFICATION_STAGES = ("data_quality", "drift", "performance", "fairness", "robustness")
+DEFAULT_RECERTIFICATION_STAGES = ("data_quality", "drift", "performance", "fairness")
+#: Stages that judge predictions against true labels: they need labels in the current data.
+LABEL_STAGES = ("performance", "fairness", "robustness")
+#: Placeholders of ``recertification.current_data``, filled from the Airflow run's logical date.
+CURRENT_DATA_PLACEHOLDERS = ("ds", "ds_nodash")
+
+
+def _optional_threshold_map(allowed: tuple[str, ...]):
+    check = _threshold_map(allowed)
+
+    def optional(v: Any) -> Any:
+        return check(v) if isinstance(v, dict) else v
+
+    return optional
+
+
+class RecertificationChecks(_Strict):
+    """Overrides of the top-level ``checks`` for recertification, in the same shape. Only what is given changes:
+    a section's fields (data_quality, robustness, drift) replace the certification's; a metric map (performance,
+    fairness) adds or replaces metrics, and ``null`` for a metric drops its bound (it becomes informational)."""
+
+    data_quality: DataQualityChecks | None = None
+    performance: Annotated[dict[str, Threshold | None], BeforeValidator(_optional_threshold_map(PERFORMANCE_METRICS))] | None = None
+    robustness: RobustnessChecks | None = None
+    fairness: Annotated[dict[str, Threshold | None], BeforeValidator(_optional_threshold_map(FAIRNESS_METRICS))] | None = None
+    drift: DriftChecks | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: Any) -> dict[str, Any]:
+        """Serialize only what the spec gave (also inside a section), so a stored spec parses back to the same
+        overrides instead of overriding every field with its default."""
+        full = handler(self)
+        out: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if isinstance(value, BaseModel):
+                out[name] = {k: v for k, v in full[name].items() if k in value.model_fields_set}
+            else:
+                out[name] = full[name]
+        return out
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_compliance(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "compliance" in v:
+            raise ValueError("compliance: judges the spec, not production data; it is not re-run in recertification "
+                             "(allowed: data_quality, performance, robustness, fairness, drift)")
+        return v
+
+
+def merge_checks(base: Checks, override: RecertificationChecks | None) -> Checks:
+    """The checks a recertification judges: the certification's, with the recertification overrides applied."""
+    if override is None:
+        return base
+    updates: dict[str, Any] = {}
+    for name in override.model_fields_set:
+        value = getattr(override, name)
+        if value is None:
+            continue
+        current = getattr(base, name)
+        if isinstance(value, dict):
+            merged = {**current, **value}
+            updates[name] = {k: t for k, t in merged.items() if t is not None}
+        else:
+            updates[name] = current.model_copy(update={f: getattr(value, f) for f in value.model_fields_set})
+    return Checks.model_validate({**{k: getattr(base, k) for k in Checks.model_fields}, **updates})
+
+
+class RecertificationSection(_Strict):
+    """How the scheduled recertification re-checks a certified model on production data."""
+
+    #: A file, or a glob (the newest match wins), relative to the spec's folder. ``{ds}`` (YYYY-MM-DD) and
+    #: ``{ds_nodash}`` are the recertification run's logical date, e.g. "../prod/german_credit_{ds}.csv".
+    current_data: str = Field(min_length=1)
+    #: Stages re-run on the current data. Default: data_quality, drift, performance, fairness (the last two are
+    #: recorded not applicable when the current data has no labels).
+    stages: list[Literal["data_quality", "drift", "performance", "fairness", "robustness"]] | None = Field(
+        default=None, min_length=1)
+    #: Whether the current data holds true labels (``data.label``); performance, fairness and robustness need them.
+    labels_available: bool = False
+    #: Threshold overrides for recertification (stricter or looser than at certification).
+    checks: RecertificationChecks = RecertificationChecks()
+    #: A certificate whose validity ends within this many days is flagged for ops.
+    expiring_within_days: int = Field(default=14, ge=0, le=3650)
+
+    @field_validator("current_data")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        import string
+
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not a valid template ({exc}); placeholders are "
+                             + ", ".join("{" + p + "}" for p in CURRENT_DATA_PLACEHOLDERS)) from exc
+        bad = sorted({f for f in fields if f not in CURRENT_DATA_PLACEHOLDERS})
+        if bad:
+            raise ValueError(f"unknown placeholder(s) {', '.join('{' + b + '}' for b in bad)} in {v!r}; allowed: "
+                             + ", ".join("{" + p + "}" for p in CURRENT_DATA_PLACEHOLDERS))
+        return v
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _stages(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            if "compliance" in v:
+                raise ValueError("compliance judges the spec, not production data; it is not re-run in recertification "
+                                 f"(allowed: {', '.join(RECERTIFICATION_STAGES)})")
+            dupes = sorted({s for s in v if isinstance(s, str) and v.count(s) > 1})
+            if dupes:
+                raise ValueError(f"stage(s) {dupes} listed more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _labels(self) -> "RecertificationSection":
+        if self.stages is not None and not self.labels_available:
+            need = [s for s in self.stages if s in LABEL_STAGES]
+            if need:
+                raise ValueError(f"stages {need} judge predictions against true labels, but labels_available is false; "
+                                 "set labels_available: true (the current data has the label column) or drop them")
+        return self
+
+    @property
+    def effective_stages(self) -> list[str]:
+        """The stages re-run, in a fixed order."""
+        chosen = self.stages if self.stages is not None else DEFAULT_RECERTIFICATION_STAGES
+        return [s for s in RECERTIFICATION_STAGES if s in chosen]
+
+
 class Signoff(_Strict):
     #: Approvals needed per role, from distinct people. Defaults by risk tier (DEFAULT_SIGNOFF).
     required: dict[str, Annotated[int, Field(ge=1, le=10)]] | None = None
@@ -273,6 +405,22 @@ class CertificationSpec(_Strict):
     checks: Checks = Checks()
     signoff: Signoff = Signoff()
     certificate: CertificateSection = CertificateSection()
+    #: Optional: how the schedule recertifies the certified model on production data.
+    recertification: RecertificationSection | None = None
+
+    @field_validator("recertification")
+    @classmethod
+    def _recertification_applies(cls, v: RecertificationSection | None, info: Any) -> RecertificationSection | None:
+        if v is None or v.stages is None:
+            return v
+        data, model = info.data.get("data"), info.data.get("model")
+        if "drift" in v.stages and data is not None and data.reference is None and data.train is None:
+            raise ValueError("stages lists drift, but the spec has no data.reference or data.train: drift in "
+                             "recertification compares against the certification-time reference")
+        if "robustness" in v.stages and model is not None and model.artifact is None:
+            raise ValueError("stages lists robustness, but the spec has no model.artifact (predictions-only audit): "
+                             "attacks need the model itself")
+        return v
 
     @model_validator(mode="after")
     def _model_or_predictions(self) -> "CertificationSpec":

@@ -36,6 +36,12 @@ NAMING_CONVENTION = {
 }
 
 RUN_STATUSES = ("running", "error", "rejected", "awaiting_signoff", "certified", "declined", "signoff_timeout")
+#: Run kinds: a certification (spec → stages → gate → sign-off → certificate) or a scheduled recertification
+#: of a certificate on production data.
+RUN_KINDS = ("certification", "recertification")
+#: Statuses of a recertification run: every check holds, a required check failed (certificate suspended), or
+#: the checks could not be made (e.g. no current data; the certificate is unchanged, ops are told).
+RECERTIFICATION_STATUSES = ("running", "passed", "failed", "error")
 STAGE_STATUSES = ("passed", "failed", "error", "not_applicable")
 CERT_STATUSES = ("valid", "expired", "suspended", "revoked")
 
@@ -91,6 +97,10 @@ class CertificationRun(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     decided_at: Mapped[datetime | None] = mapped_column()
     awaiting_since: Mapped[datetime | None] = mapped_column()
+    #: Recertification runs: the certificate they checked (NULL for certification runs, whose certificate
+    #: points back at them through ``certificates.run_id``). ``use_alter``: the two tables reference each other.
+    certificate_id: Mapped[str | None] = mapped_column(
+        ForeignKey("certificates.id", ondelete="RESTRICT", use_alter=True), index=True)
 
     model_version: Mapped[ModelVersion | None] = relationship(back_populates="runs", lazy="raise")
     stage_results: Mapped[list["StageResult"]] = relationship(back_populates="run", lazy="raise",
