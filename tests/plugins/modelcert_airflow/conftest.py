@@ -1,0 +1,128 @@
+"""The plugin app in-process: FastAPI's TestClient, a real results DB, and real Airflow JWTs.
+
+Airflow is configured for this package only (a throwaway AIRFLOW_HOME, a sqlite metadata DB holding the
+``revoked_token`` table that token validation consults, a known JWT secret) and tokens are issued by
+Airflow's own auth manager (``generate_jwt``), exactly as ``POST /auth/token`` issues them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.modelcert.test_pipeline import run_all, spec_path, verdicts  # noqa: F401 - fixtures
+
+JWT_SECRET = "modelcert-test-secret-" + "x" * 48
+USERS = "admin:admin,alice:user,bob:viewer,carol:user,dave:viewer,erin:viewer,frank:viewer"
+ROLES_YAML = """roles:
+  model_validator: [bob, frank]
+  risk_officer: [dave]
+  legal: [erin]
+"""
+
+
+@pytest.fixture(scope="package", autouse=True)
+def airflow_in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("airflow_home_plugin")
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(Path(__file__).resolve().parents[3] / "plugins"),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        from airflow import settings
+        from airflow.configuration import conf
+        from airflow.models.revoked_token import RevokedToken
+
+        # Also when another test imported Airflow first (its config is then already read): same secret.
+        conf.set("api_auth", "jwt_secret", JWT_SECRET)
+        RevokedToken.__table__.create(settings.engine, checkfirst=True)
+        yield home
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(autouse=True)
+def roles_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    p = tmp_path / "roles.yaml"
+    p.write_text(ROLES_YAML)
+    monkeypatch.setenv("MODELCERT_ROLES_FILE", str(p))
+    return p
+
+
+@pytest.fixture
+def token() -> Callable[..., str]:
+    """token("bob") -> a JWT issued by Airflow's auth manager, as POST /auth/token would issue it."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    from modelcert_airflow.auth import auth_manager
+
+    def make(user: str, role: str = "viewer", expires_in: int | None = None) -> str:
+        am = auth_manager()
+        u = SimpleAuthManagerUser(username=user, role=role)
+        if expires_in is None:
+            return str(am.generate_jwt(u))
+        return str(am.generate_jwt(u, expiration_time_in_seconds=expires_in))
+
+    return make
+
+
+@pytest.fixture
+def app(engine: Any) -> Any:
+    """Our app mounted at /modelcert inside a parent app, as the Airflow api-server mounts it."""
+    from fastapi import FastAPI
+
+    from modelcert_airflow.api import URL_PREFIX, create_app
+
+    parent = FastAPI()
+    parent.mount(URL_PREFIX, create_app(engine_factory=lambda: engine))
+    return parent
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def as_user(client: Any, token: Callable[..., str]) -> Callable[..., Any]:
+    """as_user("bob").post(...) — the TestClient with bob's token as a Bearer header."""
+
+    class Bound:
+        def __init__(self, user: str) -> None:
+            self.headers = {"Authorization": f"Bearer {token(user)}"}
+
+        def get(self, url: str, **kw: Any) -> Any:
+            return client.get(url, headers=self.headers, **kw)
+
+        def post(self, url: str, **kw: Any) -> Any:
+            return client.post(url, headers=self.headers, **kw)
+
+    return Bound
+
+
+@pytest.fixture
+def waiting(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> str:  # noqa: F811
+    """A run awaiting sign-off by model_validator and risk_officer; submitted and triggered by alice."""
+    return run_all(engine, spec_path)
+
+
+def digest_of(engine: Any, run_id: str) -> str:
+    from modelcert import report
+
+    return str(report.run_report(engine, run_id)["evidence_digest"])

@@ -1,0 +1,205 @@
+"""The pages: the Airflow UI cookie authenticates; buttons only for a holder of a required role who did not
+submit the run (the API refuses everyone else anyway); evidence with failed checks first; the ops view."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from modelcert import pipeline
+from tests.modelcert.test_pipeline import run_all
+from tests.plugins.modelcert_airflow.conftest import digest_of
+
+pytestmark = pytest.mark.store
+UI = "/modelcert/ui"
+
+
+@pytest.fixture
+def page(client: Any, token: Callable[..., str]) -> Callable[..., Any]:
+    """page("bob", url) -> the response, authenticated by the Airflow UI cookie as the browser sends it."""
+
+    def get(user: str | None, url: str) -> Any:
+        client.cookies.clear()
+        if user:
+            client.cookies.set("_token", token(user))
+        try:
+            return client.get(url, follow_redirects=False)
+        finally:
+            client.cookies.clear()
+
+    return get
+
+
+def has_buttons(text: str) -> bool:
+    return 'id="approve-button"' in text and 'id="decline-button"' in text
+
+
+def test_without_a_login_a_page_is_401_with_a_link_to_airflows_login(page: Callable[..., Any], waiting: str) -> None:
+    r = page(None, f"{UI}/runs/{waiting}")
+    assert r.status_code == 401 and r.headers["content-type"].startswith("text/html")
+    assert "Please log in to Airflow" in r.text
+    link = re.search(r'<a href="([^"]+)" id="login-link"', r.text)
+    assert link is not None, r.text
+    assert html.unescape(link.group(1)) == f"/auth/login?next=http%3A%2F%2Ftestserver%2Fmodelcert%2Fui%2Fruns%2F{waiting}"
+    r = page(None, f"{UI}/models")
+    assert r.status_code == 401 and "Log in to Airflow" in r.text
+
+
+def test_an_invalid_cookie_is_401(client: Any, waiting: str) -> None:
+    client.cookies.set("_token", "expired-or-forged")
+    try:
+        r = client.get(f"{UI}/runs")
+    finally:
+        client.cookies.clear()
+    assert r.status_code == 401 and "does not accept this token" in html.unescape(r.text)
+
+
+def test_a_required_role_holder_sees_the_buttons_bound_to_the_evidence(page: Callable[..., Any], token: Any,
+                                                                       engine: Any, waiting: str) -> None:
+    r = page("bob", f"{UI}/runs/{waiting}")
+    assert r.status_code == 200 and has_buttons(r.text)
+    digest = digest_of(engine, waiting)
+    assert f'data-digest="{digest}"' in r.text and digest in r.text
+    options = re.findall(r'<option value="([^"]+)"', r.text)
+    assert options == ["model_validator"]  # only the user's roles that the run requires
+    assert "signed in as <strong>bob</strong>" in r.text
+
+
+def test_no_buttons_without_a_required_role_and_the_api_refuses(page: Callable[..., Any], as_user: Any,
+                                                                 engine: Any, waiting: str) -> None:
+    r = page("carol", f"{UI}/runs/{waiting}")
+    assert r.status_code == 200 and not has_buttons(r.text)
+    assert "carol holds no certification role; this run needs sign-off by: model_validator, risk_officer" in r.text
+    refused = as_user("carol").post(f"/modelcert/api/runs/{waiting}/approve",
+                                    json={"role": "model_validator", "evidence_digest": digest_of(engine, waiting)})
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    erin = page("erin", f"{UI}/runs/{waiting}")  # holds legal, which this run does not require
+    assert not has_buttons(erin.text)
+
+
+def test_no_buttons_for_the_submitter_even_with_the_role(page: Callable[..., Any], roles_file: Path,
+                                                         waiting: str) -> None:
+    roles_file.write_text("roles:\n  model_validator: [alice, bob]\n  risk_officer: [dave]\n")
+    r = page("alice", f"{UI}/runs/{waiting}")
+    assert not has_buttons(r.text) and "four-eyes rule" in r.text
+
+
+def test_after_approving_the_buttons_go_and_the_approval_shows(page: Callable[..., Any], as_user: Any,
+                                                               engine: Any, waiting: str) -> None:
+    r = as_user("bob").post(f"/modelcert/api/runs/{waiting}/approve",
+                            json={"role": "model_validator", "evidence_digest": digest_of(engine, waiting),
+                                  "comment": "<script>alert('x')</script> looks fine"})
+    assert r.status_code == 201
+    bob = page("bob", f"{UI}/runs/{waiting}")
+    assert not has_buttons(bob.text) and "one person counts once" in bob.text
+    assert "<script>alert('x')</script>" not in bob.text  # user text is escaped
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; looks fine" in bob.text
+    assert "api:airflow-token" in bob.text
+    dave = page("dave", f"{UI}/runs/{waiting}")
+    assert has_buttons(dave.text) and re.findall(r'<option value="([^"]+)"', dave.text) == ["risk_officer"]
+
+
+def test_evidence_lists_failed_checks_first(page: Callable[..., Any], engine: Any, spec_path: Path,
+                                            verdicts: dict[str, str]) -> None:
+    verdicts["fairness"] = "failed"
+    run_id = run_all(engine, spec_path, key="rejected/2")
+    r = page("bob", f"{UI}/runs/{run_id}")
+    assert r.status_code == 200 and not has_buttons(r.text)
+    checks = r.text.split('id="checks"', 1)[1].split("</table>", 1)[0]
+    verdict_cells = re.findall(r'<span class="badge [a-z]+">(FAIL|warn|pass|info)</span>', checks)
+    assert verdict_cells[0] == "FAIL" and verdict_cells.count("FAIL") == 1
+    assert verdict_cells == sorted(verdict_cells, key=["FAIL", "warn", "pass", "info"].index)
+    assert "≥ 0.5" in checks  # the threshold that judged the value, next to it
+    assert "This run was rejected by its checks; it cannot be signed off." in r.text
+    files = r.text.split('id="files"', 1)[1].split("</table>", 1)[0]
+    assert "<td>test</td>" in files and re.search(r"[0-9a-f]{64}", files)  # every file with its sha256
+
+
+def test_a_run_whose_spec_never_parsed_still_renders(page: Callable[..., Any], as_user: Any, engine: Any,
+                                                     tmp_path: Path) -> None:
+    from modelcert import report
+    from modelcert.errors import ModelcertError
+
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("model: {name: x}\nunknown_key: 1\n")
+    with pytest.raises(ModelcertError):
+        pipeline.register(engine, bad, run_key="broken/1", triggered_by="alice")
+    (run,) = report.list_runs(engine)
+    assert run["status"] == "error"
+    r = page("bob", f"{UI}/runs/{run['run_id']}")
+    assert r.status_code == 200 and not has_buttons(r.text)
+    assert "This run ended in an error; it cannot be signed off." in r.text and "unknown_key" in r.text
+    assert as_user("bob").get(f"/modelcert/api/runs/{run['run_id']}").json()["you"]["allowed_roles"] == []
+    assert page("bob", f"{UI}/runs").status_code == 200
+
+
+def test_runs_list_shows_each_stage_verdict(page: Callable[..., Any], waiting: str) -> None:
+    r = page("carol", f"{UI}/runs")
+    assert r.status_code == 200
+    row = r.text.split(f'data-run-id="{waiting}"', 1)[1].split("</tr>", 1)[0]
+    assert row.count(">passed</span>") == 6 and "awaiting signoff" in row
+
+
+def test_the_dag_run_tab_finds_its_certification_run(page: Callable[..., Any], engine: Any, spec_path: Path,
+                                                     verdicts: dict[str, str]) -> None:
+    airflow_run = "manual__2026-11-30T16:17:57.631316+00:00"
+    reg = pipeline.register(engine, spec_path, run_key=f"certify_model/{airflow_run}", triggered_by="admin",
+                            dag_id="certify_model", airflow_run_id=airflow_run)
+    # The Airflow UI fills {DAG_ID}/{RUN_ID} with encodeURIComponent.
+    r = page("bob", f"{UI}/airflow/certify_model/manual__2026-11-30T16%3A17%3A57.631316%2B00%3A00")
+    assert r.status_code == 303 and r.headers["location"] == f"{UI}/runs/{reg.run_id}"
+    missing = page("bob", f"{UI}/airflow/certify_model/manual__nothing")
+    assert missing.status_code == 404 and "has not recorded a certification run" in missing.text
+
+
+def test_models_page_highlights_attention_and_renders_unknown_fields(page: Callable[..., Any], engine: Any,
+                                                                     waiting: str, monkeypatch: Any) -> None:
+    from modelcert import report
+
+    real = report.model_overview(engine)
+    assert real and real[0]["latest_run"]["run_id"] == waiting
+
+    def extended(engine: Any, **kw: Any) -> list[dict[str, Any]]:
+        rows = report_real(engine)
+        rows[0]["attention"] = ["certificate suspended"]
+        rows[0]["recertification"] = {"last_recertified_at": "2026-11-30T10:00:00+00:00", "drift_share": 0.42,
+                                      "suspended_by": ["drift"], "run_id": waiting}
+        rows[0]["next_due"] = None
+        return rows
+
+    report_real = report.model_overview
+    monkeypatch.setattr(report, "model_overview", extended)
+    r = page("carol", f"{UI}/models")
+    assert r.status_code == 200, r.text
+    assert '<tr class="attention"' in r.text and "certificate suspended" in r.text
+    assert "<th>recertification</th>" in r.text and "drift share" in r.text and "0.42" in r.text
+    assert "<th>next due</th>" in r.text
+    assert r.text.count(f'href="/modelcert/ui/runs/{waiting}"') == 2  # latest run, and run_id inside an extra field
+    assert "2026-11-30 10:00" in r.text  # timestamps inside extra fields are formatted too
+
+
+def test_plugin_registers_the_app_and_external_views_in_airflows_format() -> None:
+    from airflow.api_fastapi.core_api.datamodels.plugins import ExternalViewResponse
+    from airflow.plugins_manager import is_valid_plugin
+
+    from modelcert_airflow.api import app
+    from modelcert_airflow.plugin import ModelcertPlugin
+
+    assert is_valid_plugin(ModelcertPlugin) and ModelcertPlugin.name == "modelcert"
+    assert ModelcertPlugin.fastapi_apps == [{"app": app, "url_prefix": "/modelcert", "name": "modelcert"}]
+    views = [ExternalViewResponse.model_validate(v) for v in ModelcertPlugin.external_views]
+    assert {(v.name, v.destination, v.href) for v in views} == {
+        ("Certification", "nav", "/modelcert/ui/runs"),
+        ("Model certificates", "nav", "/modelcert/ui/models"),
+        ("Certification", "dag_run", "/modelcert/ui/airflow/{DAG_ID}/{RUN_ID}"),
+    }
+    assert len({v.url_route for v in views}) == 3
+
+
+def test_nav_icon_is_public(client: Any) -> None:
+    r = client.get(f"{UI}/static/seal.svg")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
