@@ -181,3 +181,7 @@ def engine(db_url: str) -> Any:
     from modelcert.db.session import get_engine
 
     return get_engine(db_url)
+
+
+# Lifecycle fixtures (fake stages, a tiny audit spec) shared by the store, plugin and trigger tests.
+from tests.lifecycle import spec_path, verdicts  # noqa: E402,F401

@@ -11,7 +11,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -202,14 +202,28 @@ def stage_summary(result: StageOutcome, duration: float) -> dict[str, Any]:
     }
 
 
+def _verdict(status: str, reason: str | None, failed: list[str]) -> tuple[str, str, tuple[str, ...]]:
+    return status, reason or "", tuple(sorted(failed))
+
+
 def save_stage(engine: Engine, run_id: str, result: StageOutcome, *, started: datetime, duration_s: float,
-               attempt: int = 1) -> None:
+               attempt: int = 1, audit_unchanged: bool = True, audit_extra: dict[str, Any] | None = None) -> None:
+    """Replace the stage's result and checks in one transaction (exactly one result set per stage).
+
+    Every recording is audited by default (a re-run task is an event worth keeping); with
+    ``audit_unchanged=False`` only a changed verdict is (recertification: re-running a day adds nothing)."""
+    failed = [f"{c.name}[{c.subject}]" if c.subject else c.name for c in result.failures]
     with transaction(engine) as s:
         run = load_run(s, run_id)
         existing = s.execute(select(StageResult).where(StageResult.run_id == run_id,
                                                        StageResult.stage == result.stage)).scalar_one_or_none()
-        replaced = existing is not None
+        before = None
         if existing is not None:
+            old_failed = s.execute(
+                select(CheckResult.name, CheckResult.subject).where(
+                    CheckResult.stage_result_id == existing.id, CheckResult.required.is_(True),
+                    CheckResult.passed.is_(False))).all()
+            before = _verdict(existing.status, existing.reason, [f"{n}[{sub}]" if sub else n for n, sub in old_failed])
             s.delete(existing)
             s.flush()
         sr = StageResult(run_id=run.id, stage=result.stage, status=result.status, reason=result.reason,
@@ -224,13 +238,35 @@ def save_stage(engine: Engine, run_id: str, result: StageOutcome, *, started: da
                         detail=audit.canonical(c.detail))
             for i, c in enumerate(result.checks)
         )
-        audit.append(s, actor=SYSTEM, action="stage_recorded", entity_type="run", entity_id=run.id,
-                     payload={"stage": result.stage, "status": result.status, "checks": len(result.checks),
-                              "failed": [c.name for c in result.failures], "replaced_previous": replaced,
-                              "reason": result.reason})
+        if audit_unchanged or before != _verdict(result.status, result.reason, failed):
+            audit.append(s, actor=SYSTEM, action="stage_recorded", entity_type="run", entity_id=run.id,
+                         payload={**(audit_extra or {}), "stage": result.stage, "status": result.status,
+                                  "checks": len(result.checks), "failed": failed,
+                                  "replaced_previous": existing is not None, "reason": result.reason})
 
 
 # ------------------------------------------------------------------------------------------- decide
+def gate(s: Session, run_id: str, stages: Iterable[str]) -> tuple[dict[str, StageResult], list[str], list[str]]:
+    """What the gate reads from Postgres: the run's stage results, the stage errors (a stage expected but
+    without a result is an error too) and every failed required check, each as a readable reason."""
+    results = {r.stage: r for r in s.execute(select(StageResult).where(StageResult.run_id == run_id)).scalars()}
+    errors: list[str] = []
+    for name in stages:
+        r = results.get(name)
+        if r is None:
+            errors.append(f"{name}: no result recorded (the stage did not run)")
+        elif r.status == "error":
+            errors.append(f"{name}: {r.reason}")
+    failed = s.execute(
+        select(CheckResult, StageResult.stage)
+        .join(StageResult, CheckResult.stage_result_id == StageResult.id)
+        .where(StageResult.run_id == run_id, CheckResult.required.is_(True), CheckResult.passed.is_(False))
+        .order_by(StageResult.stage, CheckResult.position)
+    ).all()
+    failures = [f"{stage}: {c.name}{f'[{c.subject}]' if c.subject else ''}: {c.message}" for c, stage in failed]
+    return results, errors, failures
+
+
 def decide(engine: Engine, run_id: str) -> dict[str, Any]:
     """The gate: any stage error → ``error``; any failed required check → ``rejected``; else
     ``awaiting_signoff``. Reads only what the stages stored in Postgres."""
@@ -240,24 +276,7 @@ def decide(engine: Engine, run_id: str) -> dict[str, Any]:
             return {"run_id": run_id, "status": run.status, "reasons": run.reasons}
         if not run.spec:
             return {"run_id": run_id, "status": run.status, "reasons": run.reasons}
-        results = {r.stage: r for r in s.execute(select(StageResult).where(StageResult.run_id == run_id)).scalars()}
-        errors: list[str] = []
-        failures: list[str] = []
-        for name in STAGE_NAMES:
-            r = results.get(name)
-            if r is None:
-                errors.append(f"{name}: no result recorded (the stage did not run)")
-            elif r.status == "error":
-                errors.append(f"{name}: {r.reason}")
-        failed = s.execute(
-            select(CheckResult, StageResult.stage)
-            .join(StageResult, CheckResult.stage_result_id == StageResult.id)
-            .where(StageResult.run_id == run_id, CheckResult.required.is_(True), CheckResult.passed.is_(False))
-            .order_by(StageResult.stage, CheckResult.position)
-        ).all()
-        for check, stage in failed:
-            subject = f"[{check.subject}]" if check.subject else ""
-            failures.append(f"{stage}: {check.name}{subject}: {check.message}")
+        _, errors, failures = gate(s, run_id, STAGE_NAMES)
         if errors:
             status, reasons = "error", errors + failures
         elif failures:

@@ -24,7 +24,7 @@ import re
 import time
 import traceback
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from modelcert import audit
 from modelcert.context import EvalContext
-from modelcert.db.models import AuditEvent, Certificate, CertificationRun, CheckResult, ModelVersion, StageResult
+from modelcert.db.models import AuditEvent, Certificate, CertificationRun, ModelVersion, StageResult
 from modelcert.db.session import reader, transaction
 from modelcert.errors import DataError, ModelcertError, SpecError
 from modelcert.evidence import Evidence, sha256_file
@@ -46,6 +46,7 @@ from modelcert.spec import (
     parse_spec,
     resolve_path,
 )
+from modelcert.pipeline import gate, save_stage
 from modelcert.stages import get_stage
 from modelcert.stages.base import StageOutcome, library_version, not_applicable, outcome
 
@@ -188,46 +189,6 @@ def _without_label_checks(result: StageOutcome, label: str) -> StageOutcome:
 
 
 # ------------------------------------------------------------------------------------------- storing
-def _signature(status: str, reason: str | None, failed: list[str]) -> tuple[str, str, tuple[str, ...]]:
-    return status, reason or "", tuple(sorted(failed))
-
-
-def _save_stage(engine: Engine, run_id: str, result: StageOutcome, *, started: datetime, duration_s: float,
-                attempt: int) -> None:
-    """Replace the stage's result and checks; audit only when the verdict differs from the stored one."""
-    failed = [f"{c.name}[{c.subject}]" if c.subject else c.name for c in result.failures]
-    with transaction(engine) as s:
-        existing = s.execute(select(StageResult).where(StageResult.run_id == run_id,
-                                                       StageResult.stage == result.stage)).scalar_one_or_none()
-        before = None
-        if existing is not None:
-            old_failed = s.execute(
-                select(CheckResult.name, CheckResult.subject).where(
-                    CheckResult.stage_result_id == existing.id, CheckResult.required.is_(True),
-                    CheckResult.passed.is_(False))).all()
-            before = _signature(existing.status, existing.reason,
-                                [f"{n}[{sub}]" if sub else n for n, sub in old_failed])
-            s.delete(existing)
-            s.flush()
-        sr = StageResult(run_id=run_id, stage=result.stage, status=result.status, reason=result.reason,
-                         summary=audit.canonical(result.summary), library=result.library,
-                         library_version=result.library_version, started_at=started,
-                         finished_at=started + timedelta(seconds=duration_s), duration_s=duration_s, attempt=attempt)
-        s.add(sr)
-        s.flush()
-        s.add_all(
-            CheckResult(stage_result_id=sr.id, position=i, name=c.name, subject=c.subject, value=c.value,
-                        threshold=c.threshold, passed=c.passed, required=c.required, message=c.message,
-                        detail=audit.canonical(c.detail))
-            for i, c in enumerate(result.checks)
-        )
-        if before != _signature(result.status, result.reason, failed):
-            audit.append(s, actor=SYSTEM, action="stage_recorded", entity_type="run", entity_id=run_id,
-                         payload={"kind": KIND, "stage": result.stage, "status": result.status,
-                                  "checks": len(result.checks), "failed": failed, "reason": result.reason,
-                                  "replaced_previous": existing is not None})
-
-
 def _outcome_dict(run: CertificationRun, cert: Certificate, mv: ModelVersion, stages: dict[str, str], *,
                   transition: str | None = None, note: str = "") -> dict[str, Any]:
     ev = run.evidence or {}
@@ -340,7 +301,8 @@ def recertify(engine: Engine, certificate_id: str, *, dag_id: str, airflow_run_i
             result = StageOutcome(stage=stage_name, status="error", reason=f"unexpected {type(exc).__name__}: {exc}",
                                   summary={"traceback": traceback.format_exc(limit=8)}, library=stage.library,
                                   library_version=library_version(stage.library))
-        _save_stage(engine, run_id, result, started=started, duration_s=time.perf_counter() - t0, attempt=attempt)
+        save_stage(engine, run_id, result, started=started, duration_s=time.perf_counter() - t0, attempt=attempt,
+                   audit_unchanged=False, audit_extra={"kind": KIND})
 
     out = _decide(engine, run_id, cert.id, section, previous, ds=ds, now=now)
     if unexpected is not None:
@@ -453,21 +415,7 @@ def _decide(engine: Engine, run_id: str, certificate_id: str, section: Recertifi
         assert run is not None and cert is not None
         mv = s.get(ModelVersion, cert.model_version_id, with_for_update=True)
         assert mv is not None
-        results = {r.stage: r for r in s.execute(select(StageResult).where(StageResult.run_id == run_id)).scalars()}
-        errors: list[str] = []
-        for name in section.effective_stages:
-            r = results.get(name)
-            if r is None:
-                errors.append(f"{name}: no result recorded (the stage did not run)")
-            elif r.status == "error":
-                errors.append(f"{name}: {r.reason}")
-        failed = s.execute(
-            select(CheckResult, StageResult.stage)
-            .join(StageResult, CheckResult.stage_result_id == StageResult.id)
-            .where(StageResult.run_id == run_id, CheckResult.required.is_(True), CheckResult.passed.is_(False))
-            .order_by(StageResult.stage, CheckResult.position)
-        ).all()
-        failures = [f"{stage}: {c.name}{f'[{c.subject}]' if c.subject else ''}: {c.message}" for c, stage in failed]
+        results, errors, failures = gate(s, run_id, section.effective_stages)
         if not errors and results and all(r.status == "not_applicable" for r in results.values()):
             errors.append("no recertification stage applies: " + "; ".join(f"{r.stage}: {r.reason}"
                                                                            for r in results.values()))

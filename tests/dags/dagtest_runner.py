@@ -7,33 +7,19 @@ Prints one JSON line: {"dag_state", "task_states", "run": {...}} (the last line 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.dags.airflow_env import prepare  # noqa: E402
 
 
 def main() -> None:
     spec, results_url, home, action = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
-    os.environ.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "MODELCERT_DATABASE_URL": results_url,
-        "MODELCERT_SIGNOFF_POLL_SECONDS": "1",
-        "GX_ANALYTICS_ENABLED": "false",
-    })
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "airflow.db").exists():
-        subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
-                       capture_output=True)
-    sys.path[:0] = [str(REPO / "plugins"), str(REPO / "dags")]
+    prepare(home, results_url, MODELCERT_SIGNOFF_POLL_SECONDS="1")
 
     from sqlalchemy import select
 

@@ -9,31 +9,18 @@ modelcert://certificates/suspended as recorded in Airflow's metadata DB.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.dags.airflow_env import prepare  # noqa: E402
 
 
 def main() -> None:
     results_url, home, day = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    os.environ.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "MODELCERT_DATABASE_URL": results_url,
-        "GX_ANALYTICS_ENABLED": "false",
-    })
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "airflow.db").exists():
-        subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
-                       capture_output=True)
-    sys.path[:0] = [str(REPO / "plugins"), str(REPO / "dags")]
+    prepare(home, results_url)
 
     import recertify_models
 

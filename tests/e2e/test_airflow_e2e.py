@@ -7,9 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
 from sqlalchemy import select
@@ -17,40 +15,11 @@ from sqlalchemy import select
 from modelcert.airflow_stack import AirflowStack
 from modelcert.db.models import Certificate, CertificationRun
 from modelcert.db.session import get_engine, reader
-from tests.conftest import _admin_exec, _with_db
+from tests.e2e.conftest import run_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.store]
 REPO = Path(__file__).resolve().parents[2]
 MODELCERT = str(Path(sys.executable).parent / "modelcert")
-
-
-@pytest.fixture(scope="module")
-def stack(pg_admin_url: str, migrated_template: str, demo_build: Path,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    suffix = uuid.uuid4().hex[:8]
-    _admin_exec(pg_admin_url, f'CREATE DATABASE "af_e2e_{suffix}"')
-    _admin_exec(pg_admin_url, f'CREATE DATABASE "mc_e2e_{suffix}" TEMPLATE "{migrated_template}"')
-    st = AirflowStack(home=tmp_path_factory.mktemp("airflow_e2e"),
-                      metadata_url=_with_db(pg_admin_url, f"af_e2e_{suffix}"),
-                      results_url=_with_db(pg_admin_url, f"mc_e2e_{suffix}"))
-    st.migrate()
-    st.start(timeout=240)
-    try:
-        st.wait_dag("certify_model", timeout=240)
-        yield st
-    finally:
-        st.stop()
-        from modelcert.db.session import dispose_all
-
-        dispose_all()
-        for db in (f"af_e2e_{suffix}", f"mc_e2e_{suffix}"):
-            _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-
-
-def _run_row(stack: AirflowStack, airflow_run_id: str) -> CertificationRun | None:
-    with reader(get_engine(stack.results_url)) as s:
-        return s.execute(select(CertificationRun).where(CertificationRun.airflow_run_id == airflow_run_id)
-                         ).scalar_one_or_none()
 
 
 def _cli(stack: AirflowStack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -65,9 +34,9 @@ def _diagnose(stack: AirflowStack) -> str:
 def test_rest_trigger_signoff_via_cli_and_certificate(stack: AirflowStack) -> None:
     airflow_run = stack.trigger("certify_model", {"spec": "german_credit.yaml"})
     try:
-        stack.wait_for(lambda: (r := _run_row(stack, airflow_run)) is not None and r.status != "running",
+        stack.wait_for(lambda: (r := run_row(stack, airflow_run)) is not None and r.status != "running",
                        timeout=420, what="the gate's decision")
-        row = _run_row(stack, airflow_run)
+        row = run_row(stack, airflow_run)
         assert row is not None and row.status == "awaiting_signoff", (row and row.reasons, _diagnose(stack))
         stack.wait_for(lambda: stack.task_states("certify_model", airflow_run).get("await_signoff") == "deferred",
                        timeout=120, what="the sensor to defer (worker slot freed)")
@@ -107,7 +76,7 @@ def test_rejected_run_fails_in_airflow_and_is_never_promoted(stack: AirflowStack
     states = stack.task_states("certify_model", airflow_run)
     assert states["stages.fairness"] == "failed" and states["decide"] == "failed"
     assert states["promote"] == "upstream_failed" and states["await_signoff"] == "upstream_failed"
-    row = _run_row(stack, airflow_run)
+    row = run_row(stack, airflow_run)
     assert row is not None and row.status == "rejected"
     assert any("disparate_impact[sex]" in r for r in row.reasons)
 
@@ -122,7 +91,7 @@ def test_rejected_run_fails_in_airflow_and_is_never_promoted(stack: AirflowStack
                    timeout=420, what="the cleared run to finish again")
     after = _result_counts(stack, row.id, airflow_run)
     assert after == before and after["runs"] == 1 and after["stages"] == 6, (before, after)
-    assert _run_row(stack, airflow_run).status == "rejected"
+    assert run_row(stack, airflow_run).status == "rejected"
 
 
 def _result_counts(stack: AirflowStack, run_id: str, airflow_run_id: str) -> dict[str, int]:

@@ -15,19 +15,15 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from modelcert.airflow_stack import AirflowStack
-from modelcert.db.models import CertificationRun
-from modelcert.db.session import get_engine, reader
-from tests.conftest import _admin_exec, _with_db
+from tests.e2e.conftest import run_row
 from tests.e2e.cdp import Browser, Page, chromium_missing_reason
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.store]
@@ -48,35 +44,6 @@ def browser() -> Iterator[Browser]:
         pytest.skip(f"browser tests skipped: {reason}")
     with Browser() as b:
         yield b
-
-
-@pytest.fixture(scope="module")
-def stack(pg_admin_url: str, migrated_template: str, demo_build: Path,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    suffix = uuid.uuid4().hex[:8]
-    _admin_exec(pg_admin_url, f'CREATE DATABASE "af_ui_{suffix}"')
-    _admin_exec(pg_admin_url, f'CREATE DATABASE "mc_ui_{suffix}" TEMPLATE "{migrated_template}"')
-    st = AirflowStack(home=tmp_path_factory.mktemp("airflow_ui"),
-                      metadata_url=_with_db(pg_admin_url, f"af_ui_{suffix}"),
-                      results_url=_with_db(pg_admin_url, f"mc_ui_{suffix}"))
-    st.migrate()
-    st.start(timeout=240)
-    try:
-        st.wait_dag("certify_model", timeout=240)
-        yield st
-    finally:
-        st.stop()
-        from modelcert.db.session import dispose_all
-
-        dispose_all()
-        for db in (f"af_ui_{suffix}", f"mc_ui_{suffix}"):
-            _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-
-
-def _run_row(stack: AirflowStack, airflow_run_id: str) -> CertificationRun | None:
-    with reader(get_engine(stack.results_url)) as s:
-        return s.execute(select(CertificationRun).where(CertificationRun.airflow_run_id == airflow_run_id)
-                         ).scalar_one_or_none()
 
 
 def login(browser: Browser, stack: AirflowStack, user: str, next_path: str) -> Page:
@@ -114,9 +81,9 @@ def test_signoff_in_the_airflow_ui(browser: Browser, stack: AirflowStack) -> Non
     pages: list[Page] = []
     airflow_run = stack.trigger("certify_model", {"spec": "german_credit.yaml"})
     try:
-        stack.wait_for(lambda: (r := _run_row(stack, airflow_run)) is not None and r.status != "running",
+        stack.wait_for(lambda: (r := run_row(stack, airflow_run)) is not None and r.status != "running",
                        timeout=420, what="the gate's decision")
-        row = _run_row(stack, airflow_run)
+        row = run_row(stack, airflow_run)
         assert row is not None and row.status == "awaiting_signoff", row and row.reasons
         run_path = f"/plugin/certification/modelcert/ui/runs/{row.id}"
 
@@ -156,7 +123,7 @@ def test_signoff_in_the_airflow_ui(browser: Browser, stack: AirflowStack) -> Non
         frank.evaluate(f"{FRAME}.querySelector('#decline-button').click()")
         frank.wait_for(f"{FRAME}.querySelector('#signoff-message').textContent.includes('A decline needs a reason')",
                        what="the page to ask for a reason")
-        assert _run_row(stack, airflow_run).status == "awaiting_signoff"  # type: ignore[union-attr]
+        assert run_row(stack, airflow_run).status == "awaiting_signoff"  # type: ignore[union-attr]
 
         # dave (risk_officer) approves: quorum. The deferred sensor finishes, promote issues the certificate.
         dave = login(browser, stack, "dave", run_path)

@@ -11,13 +11,13 @@ from sqlalchemy.exc import DBAPIError
 
 from modelcert import audit
 from modelcert.db.session import reader, transaction
-from tests.modelcert.test_pipeline import run_all, spec_path, verdicts  # noqa: F401 - fixtures
+from tests.lifecycle import run_all
 
 pytestmark = pytest.mark.store
 
 
 @pytest.fixture
-def chain(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> Any:  # noqa: F811
+def chain(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> Any:
     run_all(engine, spec_path)
     with reader(engine) as s:
         res = audit.verify(s)

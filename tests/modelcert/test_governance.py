@@ -10,13 +10,13 @@ import pytest
 from modelcert import pipeline
 from modelcert.errors import SignoffError
 from modelcert.governance import Identity, load_roles, record_decision
-from tests.modelcert.test_pipeline import ROLES, run_all, spec_path, verdicts  # noqa: F401 - fixtures
+from tests.lifecycle import ROLES, run_all
 
 pytestmark = pytest.mark.store
 
 
 @pytest.fixture
-def waiting(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> str:  # noqa: F811
+def waiting(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> str:
     return run_all(engine, spec_path)
 
 
@@ -58,7 +58,7 @@ def test_other_evidence_digest_is_refused(engine: Any, waiting: str) -> None:
     assert exc.value.code == "evidence_mismatch"
 
 
-def test_run_not_awaiting_is_refused(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> None:  # noqa: F811
+def test_run_not_awaiting_is_refused(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> None:
     verdicts["fairness"] = "failed"
     rejected = run_all(engine, spec_path, key="rej")
     with pytest.raises(SignoffError, match="rejected, not awaiting sign-off") as exc:

@@ -10,13 +10,13 @@ import pytest
 from modelcert import pipeline, report
 from modelcert.errors import SignoffError
 from modelcert.governance import Identity, record_decision, revoke_certificate
-from tests.modelcert.test_pipeline import ROLES, run_all, spec_path, verdicts  # noqa: F401 - fixtures
+from tests.lifecycle import ROLES, run_all
 
 pytestmark = pytest.mark.store
 
 
 @pytest.fixture
-def cert(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> dict[str, Any]:  # noqa: F811
+def cert(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> dict[str, Any]:
     run_id = run_all(engine, spec_path)
     for who, role in (("bob", "model_validator"), ("dave", "risk_officer")):
         record_decision(engine, run_id, Identity(who, "t"), role=role, decision="approve", roles=ROLES)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from modelcert.governance import Identity, record_decision
-from tests.modelcert.test_pipeline import ROLES, run_all, spec_path, verdicts  # noqa: F401 - fixtures
+from tests.lifecycle import ROLES, run_all
 
 pytestmark = pytest.mark.store
 
@@ -26,7 +26,7 @@ async def _events(trigger: Any, limit: float) -> tuple[list[Any], float]:
     return events, time.monotonic() - start
 
 
-def test_approvals_wake_the_trigger_without_polling(engine: Any, db_url: str, spec_path: Path,  # noqa: F811
+def test_approvals_wake_the_trigger_without_polling(engine: Any, db_url: str, spec_path: Path,
                                                     verdicts: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from modelcert_airflow.triggers import SignoffTrigger
 
@@ -47,7 +47,7 @@ def test_approvals_wake_the_trigger_without_polling(engine: Any, db_url: str, sp
     assert seconds < 10, f"took {seconds:.1f}s: the trigger polled instead of listening"
 
 
-def test_decline_ends_the_wait(engine: Any, db_url: str, spec_path: Path, verdicts: dict[str, str],  # noqa: F811
+def test_decline_ends_the_wait(engine: Any, db_url: str, spec_path: Path, verdicts: dict[str, str],
                                monkeypatch: pytest.MonkeyPatch) -> None:
     from modelcert_airflow.triggers import SignoffTrigger
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.modelcert.test_pipeline import run_all, spec_path, verdicts  # noqa: F401 - fixtures
+from tests.lifecycle import run_all
 
 JWT_SECRET = "modelcert-test-secret-" + "x" * 48
 USERS = "admin:admin,alice:user,bob:viewer,carol:user,dave:viewer,erin:viewer,frank:viewer"
@@ -117,7 +117,7 @@ def as_user(client: Any, token: Callable[..., str]) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def waiting(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> str:  # noqa: F811
+def waiting(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> str:
     """A run awaiting sign-off by model_validator and risk_officer; submitted and triggered by alice."""
     return run_all(engine, spec_path)
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from modelcert import pipeline
 from modelcert.db.models import AuditEvent, Signoff
 from modelcert.db.session import reader
-from tests.modelcert.test_pipeline import run_all
+from tests.lifecycle import run_all
 from tests.plugins.modelcert_airflow.conftest import JWT_SECRET, digest_of
 
 pytestmark = pytest.mark.store

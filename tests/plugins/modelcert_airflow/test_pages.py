@@ -11,7 +11,7 @@ from typing import Any, Callable
 import pytest
 
 from modelcert import pipeline
-from tests.modelcert.test_pipeline import run_all
+from tests.lifecycle import run_all
 from tests.plugins.modelcert_airflow.conftest import digest_of
 
 pytestmark = pytest.mark.store

@@ -1,0 +1,65 @@
+"""Shared lifecycle helpers for store tests: fast fake stages and a tiny audit spec.
+
+Fixtures ``verdicts`` and ``spec_path`` are imported into tests/conftest.py, so every test can use them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from modelcert import pipeline
+from modelcert.errors import ModelcertError
+from modelcert.stages import STAGE_NAMES
+from modelcert.stages.base import Check, StageOutcome, not_applicable, outcome
+from modelcert.thresholds import Threshold
+from tests.conftest import write_synthetic
+
+ROLES = {"model_validator": {"bob"}, "risk_officer": {"dave"}}
+
+
+@dataclass
+class FakeStage:
+    name: str
+    verdict: str = "passed"
+    library: str = ""
+
+    def run(self, ctx: Any) -> StageOutcome:
+        if self.verdict == "error":
+            raise ModelcertError(f"{self.name}: broken input")
+        if self.verdict == "not_applicable":
+            return not_applicable(self.name, "does not apply here", library="")
+        value = 0.9 if self.verdict == "passed" else 0.1
+        return outcome(self.name, [Check.judged("score", value, Threshold(min=0.5), subject="all"),
+                                   Check.info("rows", float(len(ctx.frame("test"))))], library="")
+
+
+@pytest.fixture
+def verdicts(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    table = {name: "passed" for name in STAGE_NAMES}
+    monkeypatch.setattr(pipeline, "get_stage", lambda name: FakeStage(name, table[name]))
+    return table
+
+
+@pytest.fixture
+def spec_path(tmp_path: Path) -> Path:
+    df = pd.DataFrame({"x": range(40), "sex": ["m", "f"] * 20, "y": [0, 1, 1, 0] * 10, "pred": [1, 0] * 20})
+    path, _ = write_synthetic(tmp_path, {"test": df}, {
+        "predictions": {"column": "pred", "positive": [1]},
+        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}},
+        "signoff": {"required": {"model_validator": 1, "risk_officer": 1}, "timeout": "1h"},
+    })
+    return path
+
+
+def run_all(engine: Any, spec_path: Path, key: str = "test/1") -> str:
+    reg = pipeline.register(engine, spec_path, run_key=key, triggered_by="alice")
+    for name in STAGE_NAMES:
+        pipeline.run_stage(engine, reg.run_id, name)
+    pipeline.decide(engine, reg.run_id)
+    return reg.run_id
+
+
