@@ -67,3 +67,29 @@ def test_serialize_round_trip() -> None:
     assert path == "modelcert_airflow.triggers.SignoffTrigger"
     again = SignoffTrigger(**kwargs)
     assert (again.run_id, again.poll_interval, again.conn_id) == ("r1", 12.0, "c")
+
+
+def test_timeout_fires_and_never_approves(engine: Any, db_url: str, tmp_path: Path, verdicts: dict[str, str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trigger wakes itself at the spec's sign-off deadline (not at the 600 s poll) with a timeout event."""
+    import pandas as pd
+
+    from modelcert import pipeline
+    from modelcert_airflow.triggers import SignoffTrigger
+    from tests.conftest import write_synthetic
+
+    monkeypatch.setenv("MODELCERT_DATABASE_URL", db_url)
+    df = pd.DataFrame({"x": range(40), "sex": ["m", "f"] * 20, "y": [0, 1, 1, 0] * 10, "pred": [1, 0] * 20})
+    path, _ = write_synthetic(tmp_path, {"test": df}, {
+        "predictions": {"column": "pred", "positive": [1]},
+        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}},
+        "signoff": {"required": {"model_validator": 1}, "timeout": "2s"},
+    })
+    run_id = run_all(engine, path, key="timeout")
+    events, seconds = asyncio.run(_events(SignoffTrigger(run_id=run_id, poll_interval=600), limit=30))
+    assert [e.payload["state"] for e in events] == ["timeout"]
+    assert seconds < 10
+    pipeline.mark_signoff_timeout(engine, run_id)
+    assert pipeline.signoff_state(engine, run_id).state == "timeout"
+    with pytest.raises(Exception, match="signoff_timeout"):
+        pipeline.promote(engine, run_id)
