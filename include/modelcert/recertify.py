@@ -454,18 +454,21 @@ def _decide(engine: Engine, run_id: str, certificate_id: str, section: Recertifi
 
 
 # ------------------------------------------------------------------------------------------- after the runs
-def pending_announcements(engine: Engine, *, dag_id: str, airflow_run_id: str) -> list[dict[str, Any]]:
-    """Certificates suspended by this DAG run's recertifications whose suspension was not announced yet."""
+def _of_dag_run(dag_id: str, airflow_run_id: str) -> Any:
+    """(run, certificate, model version) of every recertification one DAG run made, by model."""
     prefix = f"{dag_id}/{airflow_run_id}/"
-    with reader(engine) as s:
-        rows = s.execute(
-            select(CertificationRun, Certificate, ModelVersion)
+    return (select(CertificationRun, Certificate, ModelVersion)
             .join(Certificate, CertificationRun.certificate_id == Certificate.id)
             .join(ModelVersion, Certificate.model_version_id == ModelVersion.id)
-            .where(CertificationRun.kind == KIND, CertificationRun.run_key.startswith(prefix, autoescape=True),
-                   CertificationRun.status == "failed", Certificate.status == "suspended")
-            .order_by(ModelVersion.name, ModelVersion.version)
-        ).all()
+            .where(CertificationRun.kind == KIND, CertificationRun.run_key.startswith(prefix, autoescape=True))
+            .order_by(ModelVersion.name, ModelVersion.version))
+
+
+def pending_announcements(engine: Engine, *, dag_id: str, airflow_run_id: str) -> list[dict[str, Any]]:
+    """Certificates suspended by this DAG run's recertifications whose suspension was not announced yet."""
+    with reader(engine) as s:
+        rows = s.execute(_of_dag_run(dag_id, airflow_run_id)
+                         .where(CertificationRun.status == "failed", Certificate.status == "suspended")).all()
         ids = [cert.id for _, cert, _ in rows]
         announced = set(s.execute(select(AuditEvent.entity_id).where(AuditEvent.action == ANNOUNCED,
                                                                      AuditEvent.entity_id.in_(ids))).scalars())
@@ -496,15 +499,8 @@ def record_announcement(engine: Engine, certificate_id: str, *, recertification_
 
 def run_outcomes(engine: Engine, *, dag_id: str, airflow_run_id: str) -> list[dict[str, Any]]:
     """Every recertification of one DAG run, for its summary."""
-    prefix = f"{dag_id}/{airflow_run_id}/"
     with reader(engine) as s:
-        rows = s.execute(
-            select(CertificationRun, Certificate, ModelVersion)
-            .join(Certificate, CertificationRun.certificate_id == Certificate.id)
-            .join(ModelVersion, Certificate.model_version_id == ModelVersion.id)
-            .where(CertificationRun.kind == KIND, CertificationRun.run_key.startswith(prefix, autoescape=True))
-            .order_by(ModelVersion.name, ModelVersion.version)
-        ).all()
+        rows = s.execute(_of_dag_run(dag_id, airflow_run_id)).all()
         stages: dict[str, dict[str, str]] = {}
         for run_id, stage, status in s.execute(select(StageResult.run_id, StageResult.stage, StageResult.status)
                                                .where(StageResult.run_id.in_([r.id for r, _, _ in rows]))).all():
