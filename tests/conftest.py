@@ -148,32 +148,29 @@ def migrated_template(pg_admin_url: str) -> str:
     _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _scratch_db(admin_url: str, prefix: str, template: str | None = None) -> Any:
+    """Create a uniquely named database (optionally from a template), yield its URL, drop it afterwards."""
+    import uuid
+
+    from modelcert.db.session import dispose_all
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _admin_exec(admin_url, f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    yield _with_db(admin_url, name)
+    dispose_all()
+    _admin_exec(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def empty_db_url(pg_admin_url: str) -> Any:
     """A fresh, empty database (no schema)."""
-    import uuid
-
-    name = f"mc_empty_{uuid.uuid4().hex[:10]}"
-    _admin_exec(pg_admin_url, f'CREATE DATABASE "{name}"')
-    yield _with_db(pg_admin_url, name)
-    from modelcert.db.session import dispose_all
-
-    dispose_all()
-    _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from _scratch_db(pg_admin_url, "mc_empty")
 
 
 @pytest.fixture
 def db_url(pg_admin_url: str, migrated_template: str) -> Any:
     """A fresh results database at the head revision, dropped after the test."""
-    import uuid
-
-    name = f"mc_test_{uuid.uuid4().hex[:10]}"
-    _admin_exec(pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-    yield _with_db(pg_admin_url, name)
-    from modelcert.db.session import dispose_all
-
-    dispose_all()
-    _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from _scratch_db(pg_admin_url, "mc_test", migrated_template)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -172,23 +172,26 @@ def run_stage(engine: Engine, run_id: str, stage_name: str, *, attempt: int = 1)
     stage = get_stage(stage_name)
     started = utcnow()
     t0 = time.perf_counter()
-    unexpected: BaseException | None = None
-    try:
-        result = stage.run(ctx)
-    except ModelcertError as exc:
-        result = StageOutcome(stage=stage_name, status="error", reason=str(exc), library=stage.library,
-                              library_version=library_version(stage.library))
-    except Exception as exc:  # noqa: BLE001 - recorded, then re-raised
-        unexpected = exc
-        result = StageOutcome(stage=stage_name, status="error",
-                              reason=f"unexpected {type(exc).__name__}: {exc}",
-                              summary={"traceback": traceback.format_exc(limit=8)},
-                              library=stage.library, library_version=library_version(stage.library))
+    result, unexpected = guarded(stage_name, stage.library, lambda: stage.run(ctx))
     duration = time.perf_counter() - t0
     save_stage(engine, run_id, result, started=started, duration_s=duration, attempt=attempt)
     if unexpected is not None:
         raise unexpected
     return stage_summary(result, duration)
+
+
+def guarded(stage_name: str, library: str, run: Callable[[], StageOutcome]) -> tuple[StageOutcome, Exception | None]:
+    """Run a stage so that it always yields an outcome to store: a domain error becomes status ``error``
+    with its message; an unexpected exception too, and is returned so the caller re-raises it after storing."""
+    try:
+        return run(), None
+    except ModelcertError as exc:
+        return StageOutcome(stage=stage_name, status="error", reason=str(exc), library=library,
+                            library_version=library_version(library)), None
+    except Exception as exc:  # noqa: BLE001 - recorded, then re-raised by the caller
+        return StageOutcome(stage=stage_name, status="error", reason=f"unexpected {type(exc).__name__}: {exc}",
+                            summary={"traceback": traceback.format_exc(limit=8)}, library=library,
+                            library_version=library_version(library)), exc
 
 
 def stage_summary(result: StageOutcome, duration: float) -> dict[str, Any]:

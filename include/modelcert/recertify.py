@@ -22,7 +22,6 @@ from __future__ import annotations
 import glob
 import re
 import time
-import traceback
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,9 +45,9 @@ from modelcert.spec import (
     parse_spec,
     resolve_path,
 )
-from modelcert.pipeline import gate, save_stage
+from modelcert.pipeline import gate, guarded, save_stage
 from modelcert.stages import get_stage
-from modelcert.stages.base import StageOutcome, library_version, not_applicable, outcome
+from modelcert.stages.base import StageOutcome, not_applicable, outcome
 
 KIND = "recertification"
 SYSTEM = "modelcert"
@@ -289,18 +288,9 @@ def recertify(engine: Engine, certificate_id: str, *, dag_id: str, airflow_run_i
     for stage_name in section.effective_stages:
         started = utcnow()
         t0 = time.perf_counter()
-        try:
-            result = _run_stage(stage_name, effective, shared, section, base_dir, evidence)
-        except ModelcertError as exc:
-            stage = get_stage(stage_name)
-            result = StageOutcome(stage=stage_name, status="error", reason=str(exc), library=stage.library,
-                                  library_version=library_version(stage.library))
-        except Exception as exc:  # noqa: BLE001 - recorded, then re-raised after the verdict
-            unexpected = unexpected or exc
-            stage = get_stage(stage_name)
-            result = StageOutcome(stage=stage_name, status="error", reason=f"unexpected {type(exc).__name__}: {exc}",
-                                  summary={"traceback": traceback.format_exc(limit=8)}, library=stage.library,
-                                  library_version=library_version(stage.library))
+        result, failure = guarded(stage_name, get_stage(stage_name).library,
+                                  lambda: _run_stage(stage_name, effective, shared, section, base_dir, evidence))
+        unexpected = unexpected or failure
         save_stage(engine, run_id, result, started=started, duration_s=time.perf_counter() - t0, attempt=attempt,
                    audit_unchanged=False, audit_extra={"kind": KIND})
 
