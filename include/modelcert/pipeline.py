@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from modelcert import audit
+from modelcert import audit, policy
 from modelcert.context import EvalContext
 from modelcert.db.models import (
     Certificate,
@@ -64,6 +64,7 @@ def register(engine: Engine, spec_path: str | Path, *, run_key: str, triggered_b
     path = Path(spec_path).resolve()
     try:
         spec, text = load_spec(path)
+        policy.enforce(spec)  # the institution's bar, not the submitter's: refused specs are recorded as error
         evidence = collect_evidence(spec, text, path.parent)
     except ModelcertError as exc:
         _record_register_error(engine, path, run_key, exc, triggered_by, dag_id, airflow_run_id)
