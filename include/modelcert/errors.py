@@ -14,11 +14,25 @@ class ModelcertError(Exception):
 class SpecError(ModelcertError):
     """The certification spec is malformed or refers to something unusable."""
 
+    #: Problems shown in the message; the rest are counted (a broken spec can have thousands).
+    SHOWN = 20
+
     def __init__(self, problems: list[str] | str, *, source: str | None = None) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.source = source
-        head = f"invalid certification spec {source}" if source else "invalid certification spec"
-        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
+        head = f"invalid certification spec {_clip(source, 200)}" if source else "invalid certification spec"
+        shown = [_clip(p, 600) for p in self.problems[: self.SHOWN]]
+        more = len(self.problems) - len(shown)
+        if more > 0:
+            shown.append(f"… and {more} more problem(s)")
+        # One problem is one line; several are one line each, under the head.
+        text = f"{head}: {shown[0]}" if len(shown) == 1 else head + ":\n" + "\n".join(f"  - {p}" for p in shown)
+        super().__init__(text)
+
+
+def _clip(text: str, limit: int) -> str:
+    """Bound a message part: user input must never make a message (or a stored reason) unbounded."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class DataError(ModelcertError):

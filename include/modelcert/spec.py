@@ -3,28 +3,40 @@ naming the field and what is allowed (never a traceback for the user)."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    PlainValidator,
+    Tag,
     ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from modelcert import safe_yaml
 from modelcert.errors import SpecError
+from modelcert.safe_yaml import short
 from modelcert.thresholds import Threshold
 
-Scalar = Union[bool, int, float, str]
+def _scalar(v: Any) -> Any:
+    """A label, group or category value: a string, an integer, a finite number or a boolean, nothing else."""
+    if isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v)):
+        return v
+    raise ValueError(f"{short(v)} is not allowed; expected a string, an integer, a finite number or a boolean")
+
+
+Scalar = Annotated[Union[bool, int, float, str], PlainValidator(_scalar)]
 RISK_TIERS = ("low", "medium", "high")
 
 #: Approvals required when the spec does not name them, per risk tier (distinct people, one role each).
@@ -61,53 +73,103 @@ DECLARATIONS = ("intended_use", "owner", "risk_tier", "data_retention_days", "co
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+#: No duration in a spec (sign-off timeout, certificate validity) may exceed ten years; none may be <= 0.
+MAX_DURATION = timedelta(days=3650)
+_DURATION_HELP = "use a positive number with a unit s, m, h, d or w, e.g. '7d' or '12h', at most 3650d"
+
+
+def _bounded(td: timedelta, value: Any) -> timedelta:
+    if td <= timedelta(0):
+        raise ValueError(f"{short(value)} is not a positive duration; {_DURATION_HELP}")
+    if td > MAX_DURATION:
+        raise ValueError(f"{short(value)} is longer than 3650 days; {_DURATION_HELP}")
+    return td
 
 
 def parse_duration(value: Any) -> timedelta:
-    """'90d', '12h', '30m', '45s', '2w' or a number of seconds."""
+    """'90d', '12h', '30m', '45s', '2w' or a number of seconds; positive and at most ten years, so that a
+    negative validity or a 99999999999999-day timeout is refused here instead of breaking a later task."""
     if isinstance(value, timedelta):
-        return value
+        return _bounded(value, value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
+        if not math.isfinite(value) or abs(value) > MAX_DURATION.total_seconds():
+            raise ValueError(f"{short(value)} seconds is out of range; {_DURATION_HELP}")
+        return _bounded(timedelta(seconds=float(value)), value)
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-        if value.startswith("P"):  # ISO 8601, as stored in the run's spec JSON
+            if len(m.group(1)) > 9:
+                raise ValueError(f"{short(value)} is longer than 3650 days; {_DURATION_HELP}")
+            amount = int(m.group(1))
+            seconds = amount * timedelta(**{_UNITS[m.group(2)]: 1}).total_seconds()
+            if seconds > MAX_DURATION.total_seconds():
+                raise ValueError(f"{short(value)} is longer than 3650 days; {_DURATION_HELP}")
+            return _bounded(timedelta(**{_UNITS[m.group(2)]: amount}), value)
+        if value.startswith("P") and len(value) <= 64:  # ISO 8601, as stored in the run's spec JSON
             from pydantic import TypeAdapter
 
             try:
-                return TypeAdapter(timedelta).validate_python(value)
-            except ValidationError:
+                td = TypeAdapter(timedelta).validate_python(value)
+            except (ValidationError, OverflowError):
                 pass
-    raise ValueError(f"{value!r} is not a duration; use a number with a unit s, m, h, d or w, e.g. '7d' or '12h'")
+            else:
+                return _bounded(td, value)
+    raise ValueError(f"{short(value)} is not a duration; {_DURATION_HELP}")
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: NaN and infinities are never a meaningful bound or value in a spec (and cannot be stored as JSONB).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: Identifiers stored in bounded database columns and shown in the UI: a pattern, not an escape, keeps them
+#: safe (no SQL/HTML metacharacters, no look-alike unicode that could let an owner pass as an approver).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}$"
+PERSON_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}$"
+#: What each pattern allows, for the message that refuses a value.
+PATTERN_HELP = {
+    NAME_PATTERN: "1-128 ASCII letters, digits, '_', '.', '-', starting with a letter or digit",
+    VERSION_PATTERN: "1-64 ASCII letters, digits, '_', '.', '+', '-', starting with a letter or digit, as a "
+                     "quoted string",
+    PERSON_PATTERN: "1-128 ASCII letters, digits, '_', '.', '@', '-' (a login name), starting with a letter or digit",
+}
+#: A column name as it appears in a CSV header (also a check subject, a 256-character column).
+Column = Annotated[str, Field(min_length=1, max_length=200)]
+#: Free text shown to approvers; unicode is fine (stored as parameters, escaped in HTML), length is bounded.
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_COLUMNS = 10_000
 
 
 class ModelSection(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-    version: str = Field(min_length=1, max_length=64)
+    name: str = Field(pattern=NAME_PATTERN)
+    #: A quoted string: YAML reads 1.10 as the number 1.1, so numbers are refused.
+    version: str = Field(pattern=VERSION_PATTERN)
     #: The submitter: accountable for the model, never one of its approvers.
-    owner: str = Field(min_length=1)
-    artifact: str | None = None
+    owner: str = Field(pattern=PERSON_PATTERN)
+    artifact: ShortText | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     format: Literal["skops", "joblib"] | None = None
     task: Literal["binary_classification"] = "binary_classification"
     #: Columns the model consumes, in order. Required with an artifact.
-    features: list[str] | None = None
+    features: list[Column] | None = Field(default=None, max_length=MAX_COLUMNS)
+    #: The model takes missing feature values itself (e.g. HistGradientBoosting). Otherwise a null in a model
+    #: feature is refused before anything runs, naming the column, instead of crashing the prediction.
+    accepts_missing: bool = False
     #: skops types the owner vouches for beyond skops' defaults (anything else is refused).
-    trusted_types: list[str] = []
+    trusted_types: list[ShortText] = []
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_str(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            raise ValueError(f"the number {short(v)} is not allowed: YAML reads 1.10 as 1.1; quote the version, "
+                             f"e.g. version: \"{short(v, 20)}\"")
+        return v
 
     @model_validator(mode="after")
     def _artifact_needs_hash(self) -> "ModelSection":
@@ -128,27 +190,27 @@ class ModelSection(_Strict):
 class PredictionsSection(_Strict):
     """Third-party audit: the model's outputs are a column of the evaluation data."""
 
-    column: str
+    column: Column
     #: Values of ``column`` that count as a positive prediction.
-    positive: list[Scalar] = Field(min_length=1)
+    positive: list[Scalar] = Field(min_length=1, max_length=1000)
     #: Optional numeric score (higher = more positive), for ROC AUC and calibration.
-    score_column: str | None = None
+    score_column: Column | None = None
 
 
 class UseCase(_Strict):
-    description: str = Field(min_length=1)
-    intended_use: str | None = None
+    description: Text
+    intended_use: Text | None = None
     risk_tier: Literal["low", "medium", "high"]
-    jurisdictions: list[str] = []
-    out_of_scope: list[str] = []
+    jurisdictions: list[ShortText] = Field(default=[], max_length=100)
+    out_of_scope: list[ShortText] = Field(default=[], max_length=100)
 
 
 class Governance(_Strict):
-    data_retention_days: int | None = Field(default=None, gt=0)
-    consent_basis: str | None = None
-    pii_columns: list[str] = []
+    data_retention_days: int | None = Field(default=None, gt=0, le=36500)
+    consent_basis: Text | None = None
+    pii_columns: list[Column] = Field(default=[], max_length=MAX_COLUMNS)
     #: Protected attributes the model may use as features, each with its justification.
-    protected_feature_justification: dict[str, str] = {}
+    protected_feature_justification: dict[Column, Text] = {}
 
 
 class GroupRange(_Strict):
@@ -164,30 +226,39 @@ class GroupRange(_Strict):
 
 class ProtectedAttribute(_Strict):
     #: Listed values, or a numeric range (min inclusive, max exclusive), e.g. {min: 25} for age >= 25.
-    privileged: list[Scalar] | GroupRange
+    privileged: Annotated[
+        Union[Annotated[list[Scalar], Field(min_length=1, max_length=1000), Tag("values")],
+              Annotated[GroupRange, Tag("range")]],
+        Discriminator(lambda v: "range" if isinstance(v, (dict, GroupRange)) else "values"),
+    ]
 
 
 class DataSection(_Strict):
-    train: str | None = None
-    test: str
+    train: ShortText | None = None
+    test: ShortText
     #: Drift reference; defaults to the training data.
-    reference: str | None = None
+    reference: ShortText | None = None
     #: Production-like data for drift; drift is not applicable without it.
-    current: str | None = None
-    label: str
+    current: ShortText | None = None
+    label: Column
     #: Label value that is the positive class (what the model predicts as 1).
     positive_label: Scalar = 1
     #: Label value that is the favorable outcome for the person (e.g. 0 = "does not reoffend").
     favorable_label: Scalar = 1
-    protected_attributes: dict[str, ProtectedAttribute] = Field(min_length=1)
+    protected_attributes: dict[Column, ProtectedAttribute] = Field(min_length=1, max_length=100)
     min_group_size: int = Field(default=30, ge=1)
     sha256: dict[str, Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = {}
+    #: Columns present in the datasets that no check uses (an id, a raw date, a field kept for reference).
+    #: Every other column must be used by the spec (model feature, label, protected attribute, predictions,
+    #: PII, a data-quality rule, drift columns): an undeclared column is refused, so nothing a reviewer cannot
+    #: see rides along in the evidence.
+    extra_columns: list[Column] = Field(default=[], max_length=MAX_COLUMNS)
 
     @model_validator(mode="after")
     def _labels(self) -> "DataSection":
         bad = set(self.sha256) - {"train", "test", "reference", "current"}
         if bad:
-            raise ValueError(f"sha256 keys {sorted(bad)} are not datasets; allowed: train, test, reference, current")
+            raise ValueError(f"sha256 keys {short(sorted(bad))} are not datasets; allowed: train, test, reference, current")
         return self
 
 
@@ -196,16 +267,16 @@ class DataQualityChecks(_Strict):
     duplicate_fraction: Threshold = Threshold(max=0.05, required=False)
     #: Share of test rows also present in train (by row hash).
     leakage_fraction: Threshold = Threshold(max=0.0)
-    value_sets: dict[str, list[Scalar]] = {}
-    ranges: dict[str, GroupRange] = {}
-    dtypes: dict[str, Literal["numeric", "string", "boolean"]] = {}
+    value_sets: dict[Column, list[Scalar]] = {}
+    ranges: dict[Column, GroupRange] = {}
+    dtypes: dict[Column, Literal["numeric", "string", "boolean"]] = {}
 
 
 def _threshold_map(allowed: tuple[str, ...]):
     def check(v: dict[str, Any]) -> dict[str, Any]:
-        bad = sorted(set(v) - set(allowed))
+        bad = sorted(map(str, set(v) - set(allowed)))
         if bad:
-            raise ValueError(f"unknown metric(s) {bad}; allowed: {', '.join(allowed)}")
+            raise ValueError(f"unknown metric(s) {short(bad)}; allowed: {', '.join(allowed)}")
         return v
 
     return check
@@ -219,7 +290,7 @@ class RobustnessChecks(_Strict):
     sample_size: int = Field(default=100, ge=10, le=5000)
     seed: int = 0
     #: Numeric features that must not be perturbed (in addition to the protected attributes).
-    frozen_features: list[str] = []
+    frozen_features: list[Column] = []
     #: Natural perturbation: Gaussian noise with these sigmas (fraction of each feature's std).
     noise_sigma: list[Annotated[float, Field(gt=0)]] = [0.1]
     max_flip_rate: Threshold = Threshold(max=0.1)
@@ -231,7 +302,7 @@ class DriftChecks(_Strict):
     max_drifted_share: float = Field(default=0.3, ge=0, le=1)
     #: Evidently's per-column drift threshold; None keeps Evidently's default per test.
     column_threshold: float | None = None
-    columns: list[str] | None = None
+    columns: list[Column] | None = None
     required: bool = True
 
 
@@ -329,7 +400,7 @@ class RecertificationSection(_Strict):
 
     #: A file, or a glob (the newest match wins), relative to the spec's folder. ``{ds}`` (YYYY-MM-DD) and
     #: ``{ds_nodash}`` are the recertification run's logical date, e.g. "../prod/german_credit_{ds}.csv".
-    current_data: str = Field(min_length=1)
+    current_data: ShortText
     #: Stages re-run on the current data. Default: data_quality, drift, performance, fairness (the last two are
     #: recorded not applicable when the current data has no labels).
     stages: list[Literal["data_quality", "drift", "performance", "fairness", "robustness"]] | None = Field(
@@ -387,7 +458,7 @@ class RecertificationSection(_Strict):
 
 class Signoff(_Strict):
     #: Approvals needed per role, from distinct people. Defaults by risk tier (DEFAULT_SIGNOFF).
-    required: dict[str, Annotated[int, Field(ge=1, le=10)]] | None = None
+    required: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Annotated[int, Field(ge=1, le=10)]] | None = None
     timeout: Duration = timedelta(days=7)
 
 
@@ -441,50 +512,100 @@ class CertificationSpec(_Strict):
 
 
 def _loc(err: dict[str, Any]) -> str:
-    return ".".join(str(p) for p in err["loc"]) or "(top level)"
+    # pydantic adds its validator names ("function-after[...]", "list[...]") and union tags to the location;
+    # the user wrote none of them.
+    parts = [str(p) for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in ("values", "range")))]
+    return ".".join(safe_yaml.clip(p, 40) for p in parts) or "(top level)"
 
 
 def _message(err: dict[str, Any]) -> str:
+    """One line per problem: the field, what is wrong, what is allowed; the offending value bounded."""
     kind = err["type"]
     loc = _loc(err)
+    got = short(err.get("input"))
     if kind == "extra_forbidden":
         return f"{loc}: unknown key (not part of the spec schema; check the spelling)"
     if kind == "missing":
         return f"{loc}: required field is missing"
     if kind in ("literal_error", "enum"):
-        return f"{loc}: {err['input']!r} is not allowed; {err['msg'].replace('Input should be', 'expected')}"
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg} (got {err.get('input')!r})" if kind != "value_error" else f"{loc}: {msg}"
+        return f"{loc}: {got} is not allowed; {err['msg'].replace('Input should be', 'expected')}"
+    if kind == "finite_number":
+        return f"{loc}: {got} is not allowed; expected a finite number (.nan, .inf and -.inf are not)"
+    if kind == "string_pattern_mismatch":
+        pattern = (err.get("ctx") or {}).get("pattern", "")
+        return f"{loc}: {got} is not allowed; expected {PATTERN_HELP.get(pattern, 'a value matching ' + pattern)}"
+    msg = safe_yaml.clip(err["msg"].removeprefix("Value error, "), 300)
+    return f"{loc}: {msg} (got {got})" if kind != "value_error" else f"{loc}: {msg}"
 
 
 def parse_spec(data: Any, *, source: str | None = None) -> CertificationSpec:
     """Validate a spec already parsed from YAML/JSON."""
     if not isinstance(data, dict):
-        raise SpecError(f"the spec must be a mapping at the top level, got {type(data).__name__}", source=source)
+        got = "an empty document" if data is None else f"a {type(data).__name__}"
+        raise SpecError(f"(top level): the spec must be a mapping of sections (model, use_case, data, …), got {got}",
+                        source=source)
     try:
         return CertificationSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError([_message(e) for e in exc.errors()], source=source) from exc
 
 
+def read_spec_text(path: Path) -> str:
+    """The spec file's text: at most 1 MiB, UTF-8 (a problem names the byte), no NUL characters."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(safe_yaml.MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"spec: cannot read {short(str(path))}: {exc.strerror or type(exc).__name__}",
+                        source=str(path)) from None
+    if len(raw) > safe_yaml.MAX_SPEC_BYTES:
+        size = path.stat().st_size
+        raise SpecError(f"spec: the file has {size} bytes; a spec is at most {safe_yaml.MAX_SPEC_BYTES} bytes (1 MiB)",
+                        source=str(path))
+    try:
+        return safe_yaml.decode(raw)
+    except safe_yaml.YamlProblem as exc:
+        raise SpecError(str(exc), source=str(path)) from None
+
+
 def load_spec(path: str | os.PathLike[str]) -> tuple[CertificationSpec, str]:
-    """Read and validate a spec file. Returns the spec and its raw text (hashed into the evidence digest)."""
+    """Read and validate a spec file. Returns the spec and its raw text (hashed into the evidence digest).
+
+    The YAML is read by :mod:`modelcert.safe_yaml` (bounded size and alias expansion, no duplicate keys,
+    no python tags), so what a reviewer reads is what is validated."""
     p = Path(path)
     if not p.is_file():
-        raise SpecError(f"spec file {str(p)!r} does not exist", source=str(p))
-    text = p.read_text(encoding="utf-8")
+        raise SpecError(f"spec: file {short(str(p))} does not exist", source=str(p))
+    text = read_spec_text(p)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"malformed YAML{where}: {problem}", source=str(p)) from exc
+        data = safe_yaml.load(text)
+    except safe_yaml.YamlProblem as exc:
+        raise SpecError(str(exc), source=str(p)) from None
     return parse_spec(data, source=str(p)), text
 
 
-def resolve_path(value: str, base_dir: Path) -> Path:
-    """Dataset and artifact paths: environment variables expanded, relative paths taken from the spec's folder."""
+#: os.pathsep-separated folders that data and artifact paths may resolve into (symlinks resolved first).
+#: Unset: the spec's parent folder, so a ``specs/`` folder beside ``data/`` and ``models/`` works.
+DATA_ROOTS_ENV = "MODELCERT_DATA_ROOTS"
+
+
+def allowed_roots(base_dir: Path) -> list[Path]:
+    """Where a spec's files may live: the roots in MODELCERT_DATA_ROOTS, else the spec folder's parent."""
+    env = os.environ.get(DATA_ROOTS_ENV, "")
+    roots = [Path(r).expanduser().resolve() for r in env.split(os.pathsep) if r.strip()]
+    return roots or [Path(base_dir).resolve().parent]
+
+
+def resolve_path(value: str, base_dir: Path, *, field: str = "path") -> Path:
+    """Dataset and artifact paths: environment variables expanded, relative paths taken from the spec's folder,
+    symlinks resolved, and the result inside an allowed root — a spec cannot make the certifier read (and echo
+    in messages) files elsewhere on the machine, through ``../``, an absolute path or a planted symlink."""
     expanded = os.path.expandvars(os.path.expanduser(value))
     p = Path(expanded)
-    return p if p.is_absolute() else (base_dir / p).resolve()
+    full = (p if p.is_absolute() else Path(base_dir) / p).resolve()
+    roots = allowed_roots(base_dir)
+    if not any(full.is_relative_to(r) for r in roots):
+        raise SpecError(f"{field}: {short(value)} resolves to {short(str(full))}, outside the allowed data roots "
+                        f"{short([str(r) for r in roots], 160)}; files must be inside the spec's parent folder or a "
+                        f"root listed in {DATA_ROOTS_ENV} (symlinks are resolved first)")
+    return full

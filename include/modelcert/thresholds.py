@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 class Threshold(BaseModel):
     """A bound on one metric. At least one of ``min``, ``max``, ``abs_max``, ``between`` is set."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: A NaN or infinite bound judges nothing (NaN never compares) and cannot be stored as JSONB: refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     min: float | None = None
     max: float | None = None
