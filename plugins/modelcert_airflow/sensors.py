@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, Sequence
 
 from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class SignoffSensor(BaseSensorOperator):
@@ -76,4 +76,8 @@ class SignoffSensor(BaseSensorOperator):
                                        "a timeout never approves")
         if kind == "declined":
             raise AirflowFailException(f"run {self.run_id} declined: {state.get('detail')}")
+        if kind == "error" and state.get("retryable"):
+            # The results database stayed unreachable longer than the trigger's outage window: an infrastructure
+            # fault, not a verdict, so the task's retries apply (a retry defers again and re-reads the state).
+            raise AirflowException(f"run {self.run_id}: sign-off state unavailable: {state.get('detail')}")
         raise AirflowFailException(f"run {self.run_id} cannot be signed off: {state.get('detail') or kind}")
