@@ -15,7 +15,12 @@ import pandas as pd
 
 from modelcert.errors import ArtifactError, DataError
 from modelcert.evidence import Evidence, dataset_paths, sha256_file
+from modelcert.safe_yaml import clip, short
 from modelcert.spec import CertificationSpec, GroupRange, resolve_path
+
+#: Share of a text column's values that must parse as numbers for it to count as a numeric column with a few
+#: stray strings (when no training data says what the column is).
+NUMERIC_SHARE = 0.9
 
 
 def read_table(path: Path, *, field_name: str) -> pd.DataFrame:
@@ -26,8 +31,9 @@ def read_table(path: Path, *, field_name: str) -> pd.DataFrame:
         if suffix in (".csv", ".txt"):
             return pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes a field-named DataError
-        raise DataError(f"{field_name}: cannot read {str(path)!r} as {suffix.lstrip('.')}: {exc}") from exc
-    raise DataError(f"{field_name}: {str(path)!r} has suffix {suffix!r}; allowed: .csv, .parquet")
+        raise DataError(f"{field_name}: cannot read {short(str(path))} as {suffix.lstrip('.')}: "
+                        f"{clip(str(exc), 200)}") from exc
+    raise DataError(f"{field_name}: {short(str(path))} has suffix {short(suffix)}; allowed: .csv, .parquet")
 
 
 def load_model_file(path: Path, *, fmt: str, expected_sha256: str, trusted_types: list[str]) -> Any:
@@ -74,6 +80,7 @@ class EvalContext:
     base_dir: Path
     evidence: Evidence | None = None
     _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    _checked_features: set[str] = field(default_factory=set, repr=False)
 
     # ---------------------------------------------------------------- data
     def has(self, dataset: str) -> bool:
@@ -109,8 +116,8 @@ class EvalContext:
         missing = [c for c in columns if c not in df.columns]
         if missing:
             raise DataError(
-                f"{field_name}: column(s) {missing} missing from data.{dataset} "
-                f"(it has {len(df.columns)} columns: {', '.join(map(str, list(df.columns)[:25]))}"
+                f"{field_name}: column(s) {short(missing[:10], 200)} missing from data.{dataset} "
+                f"(it has {len(df.columns)} columns: {clip(', '.join(map(str, list(df.columns)[:25])), 300)}"
                 f"{', …' if len(df.columns) > 25 else ''})"
             )
 
@@ -125,20 +132,38 @@ class EvalContext:
             raise DataError(f"data.label: column {label!r} of data.{dataset} has {int(col.isna().sum())} null value(s)")
         values = sorted(pd.unique(col).tolist(), key=str)
         if len(values) > 2:
-            shown = values[:10]
             raise DataError(
-                f"data.label: column {label!r} of data.{dataset} is not binary: {len(values)} distinct values "
-                f"{shown}{' …' if len(values) > 10 else ''}; a binary classification label has exactly two"
+                f"data.label: column {short(label)} of data.{dataset} is not binary: {len(values)} distinct values "
+                f"{short(values[:10], 200)}{' …' if len(values) > 10 else ''}; a binary classification label has "
+                "exactly two"
             )
-        pos = self.spec.data.positive_label
-        matches = col == pos
-        if not matches.any() and str(pos) in {str(v) for v in values}:
-            matches = col.astype(str) == str(pos)
+        if len(values) < 2:
+            raise DataError(
+                f"data.label: column {short(label)} of data.{dataset} has a single class {short(values, 120)}; "
+                "certification needs both classes present (performance and fairness judge errors on each)"
+            )
+        matches = self._label_matches(col, self.spec.data.positive_label)
         if not matches.any():
             raise DataError(
-                f"data.positive_label: {pos!r} does not occur in column {label!r} of data.{dataset} (values: {values})"
+                f"data.positive_label: {short(self.spec.data.positive_label)} does not occur in column {short(label)} "
+                f"of data.{dataset} (values: {short(values, 120)})"
+            )
+        if not self._label_matches(col, self.spec.data.favorable_label).any():
+            # Otherwise fairness would silently treat the other class as the favorable outcome.
+            raise DataError(
+                f"data.favorable_label: {short(self.spec.data.favorable_label)} does not occur in column "
+                f"{short(label)} of data.{dataset} (values: {short(values, 120)}); name the label value that is the "
+                "favorable outcome for the person"
             )
         return matches.to_numpy(dtype=np.int64)
+
+    @staticmethod
+    def _label_matches(col: pd.Series, value: Any) -> pd.Series:
+        """Rows whose label equals ``value``, also when YAML and CSV disagree on the type (1 vs "1")."""
+        matches = col == value
+        if not matches.any():
+            matches = col.astype(str) == str(value)
+        return matches
 
     @property
     def favorable_is_positive(self) -> bool:
@@ -165,9 +190,49 @@ class EvalContext:
         return list(self.spec.model.features or [])
 
     def feature_frame(self, dataset: str = "test") -> pd.DataFrame:
+        """The model's input columns, refused up front when the model could not take them: a null where the
+        model does not declare ``accepts_missing``, a stray string in a numeric column."""
         df = self.frame(dataset)
         self.require_columns(df, self.features, dataset=dataset, field_name="model.features")
-        return df[self.features]
+        X = df[self.features]
+        if dataset not in self._checked_features:
+            self._check_feature_values(X, dataset)
+            self._checked_features.add(dataset)
+        return X
+
+    def _numeric_reference(self, column: str, dataset: str) -> pd.Series:
+        """What says whether a feature is numeric: the training data when the spec gives it, else the data itself."""
+        if dataset != "train" and self.spec.data.train is not None:
+            train = self.frame("train")
+            if column in train.columns:
+                return train[column]
+        return self.frame(dataset)[column]
+
+    def _check_feature_values(self, X: pd.DataFrame, dataset: str) -> None:
+        for column in X.columns:
+            col = X[column]
+            nulls = col.isna()
+            if nulls.any() and not self.spec.model.accepts_missing:
+                first = int(np.flatnonzero(nulls.to_numpy())[0])
+                raise DataError(
+                    f"model.features: column {short(column)} of data.{dataset} has {int(nulls.sum())} null value(s) "
+                    f"(first at data row {first + 1}); the model is not declared to take missing values: fill them, "
+                    "or set model.accepts_missing: true if the model handles them (e.g. HistGradientBoosting)"
+                )
+            if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+                continue
+            ref = self._numeric_reference(column, dataset)
+            if not _is_numeric(ref):
+                continue
+            parsed = pd.to_numeric(col, errors="coerce")
+            bad = parsed.isna() & col.notna()
+            if bad.any():
+                first = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataError(
+                    f"model.features: column {short(column)} of data.{dataset} is numeric but has {int(bad.sum())} "
+                    f"non-numeric value(s), e.g. {short(col.iloc[first], 40)} at data row {first + 1}; "
+                    "only numbers are allowed in a numeric feature"
+                )
 
     def positive_index(self) -> int:
         classes = list(getattr(self.model, "classes_", [0, 1]))
@@ -247,3 +312,15 @@ class EvalContext:
                     f"({len(mask)} rows); check the privileged values against the column's values"
                 )
         return masks
+
+
+def _is_numeric(col: pd.Series) -> bool:
+    """A numeric dtype, or text whose non-null values are almost all numbers (a numeric column with strays)."""
+    if pd.api.types.is_bool_dtype(col):
+        return False
+    if pd.api.types.is_numeric_dtype(col):
+        return True
+    values = col.dropna()
+    if values.empty:
+        return False
+    return float(pd.to_numeric(values, errors="coerce").notna().mean()) >= NUMERIC_SHARE

@@ -1,0 +1,168 @@
+"""Everything a run would refuse, checked before anything runs: one function used by ``modelcert validate`` and by
+``pipeline.register``, so the two can never disagree.
+
+It reads the spec (safely), applies the risk policy, checks that every file is where the rules allow and hashes
+to what is declared, that every column is accounted for, that the label, the groups and the model's inputs are
+usable, and that a skops artifact holds only trusted types — without deserializing the model or predicting
+anything, so it stays cheap (a few reads of the data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelcert.context import EvalContext
+from modelcert.errors import ArtifactError, DataError, SpecError
+from modelcert.evidence import DATASETS, Evidence, collect_evidence
+from modelcert.safe_yaml import clip, short
+from modelcert.spec import CertificationSpec, load_spec, resolve_path
+
+#: Undeclared columns named in a refusal (the count is always given).
+SHOWN_COLUMNS = 5
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """A spec that passed every up-front check, with what was computed on the way."""
+
+    path: Path
+    spec: CertificationSpec
+    text: str
+    evidence: Evidence
+    #: dataset role -> (rows, columns)
+    shapes: dict[str, tuple[int, int]]
+
+
+def preflight(spec_path: str | Path) -> Preflight:
+    """Run every up-front check on the spec at ``spec_path``; raise the first problem as a ModelcertError whose
+    message names the field and what is allowed."""
+    path = Path(spec_path).resolve()
+    spec, text = load_spec(path)
+    base = path.parent
+    check_paths(spec, base)
+    _enforce_policy(spec)
+    check_protected_features(spec)
+    evidence = collect_evidence(spec, text, base)
+    check_artifact_types(spec, base)
+    ctx = EvalContext(spec=spec, base_dir=base, evidence=evidence)
+    shapes = check_columns(ctx)
+    check_values(ctx)
+    return Preflight(path=path, spec=spec, text=text, evidence=evidence, shapes=shapes)
+
+
+def _enforce_policy(spec: CertificationSpec) -> None:
+    """The institution's bar (``modelcert.policy``): the submitter cannot choose how their model is judged."""
+    from modelcert import policy
+
+    policy.enforce(spec)
+
+
+def check_paths(spec: CertificationSpec, base: Path) -> None:
+    """Every file the spec names resolves (symlinks too) inside an allowed root; see ``spec.resolve_path``."""
+    named = {f"data.{name}": getattr(spec.data, name) for name in DATASETS}
+    named["model.artifact"] = spec.model.artifact
+    for field_name, value in named.items():
+        if value is not None:
+            resolve_path(value, base, field=field_name)
+
+
+def check_protected_features(spec: CertificationSpec) -> None:
+    """A protected attribute may be a model feature only with a written justification (the compliance stage's
+    rule, applied before anything runs)."""
+    if spec.is_audit:
+        return
+    features = set(spec.model.features or [])
+    justified = spec.governance.protected_feature_justification
+    for attr in spec.data.protected_attributes:
+        if attr in features and not (justified.get(attr) or "").strip():
+            raise SpecError(f"governance.protected_feature_justification.{clip(attr, 40)}: protected attribute "
+                            f"{short(attr)} is a model feature (model.features) without a justification; give one, "
+                            "or drop it from model.features")
+
+
+def check_artifact_types(spec: CertificationSpec, base: Path) -> None:
+    """A skops file may hold only types skops trusts or the spec lists under ``model.trusted_types`` (which the
+    policy has reviewed). Reads the file's schema only: nothing is constructed."""
+    m = spec.model
+    if m.artifact is None or m.format != "skops":
+        return
+    import skops.io as sio
+
+    path = resolve_path(m.artifact, base, field="model.artifact")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # noqa: BLE001 - a corrupt archive is the submitter's problem, said in one line
+        raise ArtifactError(f"model.artifact: {short(str(path))} is not a readable skops file: "
+                            f"{clip(f'{type(exc).__name__}: {exc}', 160)}") from None
+    refused = sorted(set(untrusted) - set(m.trusted_types))
+    if refused:
+        raise ArtifactError(f"model.trusted_types: the skops file contains {len(refused)} type(s) skops does not trust "
+                            f"by default: {short(refused[:5], 300)}; list them under model.trusted_types if the owner "
+                            "vouches for them (the policy must have reviewed them)")
+
+
+def used_columns(spec: CertificationSpec) -> dict[str, str]:
+    """Every column the spec uses, mapped to the first field that uses it."""
+    used: dict[str, str] = {}
+
+    def add(columns: object, field_name: str) -> None:
+        for c in columns or []:  # type: ignore[union-attr]
+            used.setdefault(str(c), field_name)
+
+    d, checks = spec.data, spec.checks
+    add(spec.model.features, "model.features")
+    add([d.label], "data.label")
+    add(d.protected_attributes, "data.protected_attributes")
+    if spec.predictions is not None:
+        add([spec.predictions.column], "predictions.column")
+        add([spec.predictions.score_column] if spec.predictions.score_column else [], "predictions.score_column")
+    add(spec.governance.pii_columns, "governance.pii_columns")
+    add(checks.data_quality.value_sets, "checks.data_quality.value_sets")
+    add(checks.data_quality.ranges, "checks.data_quality.ranges")
+    add(checks.data_quality.dtypes, "checks.data_quality.dtypes")
+    add(checks.drift.columns, "checks.drift.columns")
+    add(checks.robustness.frozen_features, "checks.robustness.frozen_features")
+    return used
+
+
+def check_columns(ctx: EvalContext) -> dict[str, tuple[int, int]]:
+    """Each dataset is readable and non-empty, and each of its columns is used by the spec or declared under
+    ``data.extra_columns``: 2,000 columns nobody declared must not ride along unseen."""
+    spec = ctx.spec
+    used = used_columns(spec)
+    extra = list(spec.data.extra_columns)
+    for column in extra:
+        if column in used:
+            raise SpecError(f"data.extra_columns: {short(column)} is used by the spec ({used[column]}); "
+                            "extra_columns lists only columns that nothing uses")
+    declared = set(used) | set(extra)
+    shapes: dict[str, tuple[int, int]] = {}
+    for name in DATASETS:
+        if getattr(spec.data, name) is None:
+            continue
+        df = ctx.frame(name)
+        shapes[name] = (len(df), len(df.columns))
+        undeclared = [str(c) for c in df.columns if str(c) not in declared]
+        if undeclared:
+            shown = ", ".join(short(c, 40) for c in undeclared[:SHOWN_COLUMNS])
+            more = f", … ({len(undeclared) - SHOWN_COLUMNS} more)" if len(undeclared) > SHOWN_COLUMNS else ""
+            raise DataError(f"data.extra_columns: data.{name} has {len(undeclared)} column(s) the spec neither uses "
+                            f"nor declares: {shown}{more}; list columns that are present but unused under "
+                            "data.extra_columns, or drop them from the file")
+    return shapes
+
+
+def check_values(ctx: EvalContext) -> None:
+    """The label is binary with both classes and the declared positive and favorable values; each protected
+    attribute has both groups; the model's inputs (or the audited predictions) are usable."""
+    spec = ctx.spec
+    ctx.labels("test")
+    for attr in spec.data.protected_attributes:
+        ctx.group_masks(attr, "test")
+    if spec.is_audit:
+        ctx.predictions("test")
+        return
+    ctx.feature_frame("test")
+    if spec.data.train is not None:
+        ctx.feature_frame("train")
