@@ -69,6 +69,16 @@ class ApiClient:
     def run(self, run_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/runs/{run_id}"))
 
+    def resolve_run(self, ref: str) -> str:
+        """The full run id for ``ref`` (an id or the unique prefix ``modelcert status`` prints), matched by
+        the same rule as on the direct path, among the latest runs the server lists."""
+        from modelcert.refs import RUN_ID_LENGTH, normalize_ref, pick
+
+        cleaned = normalize_ref(ref)
+        if len(cleaned) == RUN_ID_LENGTH:
+            return cleaned
+        return pick(cleaned, [str(r["run_id"]) for r in self._call("GET", "/runs", params={"limit": 500})])
+
     def decide(self, run_id: str, decision: str, *, role: str, evidence_digest: str, text: str) -> dict[str, Any]:
         body: dict[str, Any] = {"role": role, "evidence_digest": evidence_digest}
         body["comment" if decision == "approve" else "reason"] = text
@@ -111,5 +121,6 @@ def decide_via_api(base_url: str, run_id: str, decision: str, *, role: str, text
     if approver and approver != me["user"]:
         raise SignoffError(f"--approver {approver} is not the authenticated Airflow user {me['user']}: through the API "
                            "the approver is whoever the token belongs to", code="identity_mismatch")
+    run_id = client.resolve_run(run_id)
     digest = evidence_digest or str(client.run(run_id)["evidence_digest"])
     return client.decide(run_id, decision, role=role, evidence_digest=digest, text=text)

@@ -10,8 +10,9 @@ import os
 import sys
 import uuid
 import warnings
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from modelcert.errors import ModelcertError, SignoffError
 
@@ -76,12 +77,60 @@ def escape(text: str) -> str:
 def _console():
     from rich.console import Console
 
-    # Piped output (CI logs, files) keeps long lines whole instead of wrapping at 80 columns.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    # Piped output (CI logs, files) keeps long lines whole instead of wrapping at 80 columns. In --json mode
+    # stdout is reserved for the JSON document, so whatever a command prints for people goes to stderr.
+    to_stderr = _JSON_OUT is not None
+    stream = sys.stderr if to_stderr else sys.stdout
+    return Console(highlight=False, stderr=to_stderr, width=None if stream.isatty() else 200)
+
+
+#: In --json mode: the JSON documents a command produced, written to the real stdout when it ends.
+_JSON_OUT: list[str] | None = None
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=False, default=str))
+    text = json.dumps(data, indent=2, sort_keys=False, default=str)
+    if _JSON_OUT is not None:
+        _JSON_OUT.append(text)
+    else:
+        print(text)
+
+
+@contextmanager
+def _stdout_reserved_for_json() -> Iterator[None]:
+    """Only JSON reaches stdout: while the command runs, everything else written to stdout — rich output,
+    library prints, child processes writing to file descriptor 1 — goes to stderr, so
+    ``modelcert --json run SPEC | python -m json.tool`` works. The JSON is written when the command ends."""
+    global _JSON_OUT
+    real = sys.stdout
+    _JSON_OUT = []
+    saved_fd: int | None = None
+    try:
+        real.flush()
+        sys.stderr.flush()
+        saved_fd = os.dup(1)
+        os.dup2(2, 1)
+    except (OSError, ValueError):
+        saved_fd = None  # no real file descriptors (embedded use); the Python-level redirect still holds
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved_fd is not None:
+            os.dup2(saved_fd, 1)
+            os.close(saved_fd)
+        out, _JSON_OUT = _JSON_OUT, None
+        for text in out:
+            print(text, file=real)
+        real.flush()
+
+
+def _run_id(args: argparse.Namespace, engine: Any) -> str:
+    """The full id of the run the user named (the short ids ``status`` prints are unique prefixes)."""
+    from modelcert.refs import resolve_run_id
+
+    return resolve_run_id(engine, args.run)
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -127,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     stages = args.stages or list(STAGE_NAMES)
     results = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=con, transient=False, disable=args.json) as progress:
+                  console=con, transient=False) as progress:
         task = progress.add_task("stages", total=len(stages))
         for name in stages:
             progress.update(task, description=f"{name:<13}")
@@ -164,7 +213,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if getattr(args, "models", False):
         return _status_models(args, engine)
     if args.run:
-        rep = report.run_report(engine, args.run)
+        rep = report.run_report(engine, _run_id(args, engine))
         if args.json:
             _print_json({k: rep[k] for k in ("run_id", "model", "version", "status", "reasons", "certificate")})
         else:
@@ -183,7 +232,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     table = Table("run", "model", "version", "status", *[n[:11] for n in runs[0]["stages"]] if runs else [])
     for r in runs:
-        table.add_row(r["run_id"][:8], r["model"] or "?", r["version"] or "?", r["status"], *r["stages"].values())
+        table.add_row(r["run_id"][:8], escape(r["model"] or "?"), escape(r["version"] or "?"), r["status"],
+                      *r["stages"].values())
     _console().print(table)
     return 0
 
@@ -250,7 +300,8 @@ def cmd_recertify(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from modelcert import report
 
-    rep = report.run_report(_engine(args), args.run)
+    engine = _engine(args)
+    rep = report.run_report(engine, _run_id(args, engine))
     if args.json:
         _print_json(rep)
         return 0
@@ -310,7 +361,8 @@ def _decide(args: argparse.Namespace, decision: str, text: str) -> dict[str, Any
     if not args.approver:
         raise SignoffError(f"--approver is required without {api_client.API_URL_ENV} (direct database path)",
                            code="invalid")
-    return record_decision(_engine(args), args.run, _cli_identity(args.approver), role=args.role,
+    engine = _engine(args)
+    return record_decision(engine, _run_id(args, engine), _cli_identity(args.approver), role=args.role,
                            decision=decision, evidence_digest=args.evidence_digest, comment=text)  # type: ignore[arg-type]
 
 
@@ -331,7 +383,8 @@ def cmd_decline(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from modelcert import pipeline
 
-    cert = pipeline.promote(_engine(args), args.run)
+    engine = _engine(args)
+    cert = pipeline.promote(engine, _run_id(args, engine))
     _print_json(cert)
     return 0
 
@@ -410,13 +463,22 @@ def cmd_demo_build(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modelcert", description="Certify ML models for high-risk use.")
     p.add_argument("--database-url", help="results DB (default: $MODELCERT_DATABASE_URL, else embedded PostgreSQL)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="machine-readable output: only JSON on stdout")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(fn=fn)
+        # The global options are accepted after the subcommand too (`modelcert report RUN --json`, as the README
+        # writes them); SUPPRESS keeps a value given before the subcommand.
+        sp.add_argument("--database-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable output: only JSON on stdout")
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return sp
+
+    run_help = "run id, or a unique prefix of it (at least 4 characters) as `modelcert status` prints it"
 
     sp = add("validate", cmd_validate, "check a spec and the files it refers to, without running anything")
     sp.add_argument("spec")
@@ -424,18 +486,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("spec")
     sp.add_argument("--stage", dest="stages", action="append", help="run only these stages (repeatable)")
     sp = add("status", cmd_status, "list runs, or show one run")
-    sp.add_argument("run", nargs="?")
+    sp.add_argument("run", nargs="?", help=run_help)
     sp.add_argument("--models", action="store_true",
                     help="one row per model version: certificate, validity, last recertification, attention")
     sp = add("recertify", cmd_recertify, "recertify every valid certificate on current data, in-process (no Airflow)")
     sp.add_argument("--ds", help="the date whose current data is judged (YYYY-MM-DD, default today UTC)")
     sp = add("report", cmd_report, "a run's evidence: every check with value, threshold and verdict")
-    sp.add_argument("run")
+    sp.add_argument("run", help=run_help)
     for name, fn in (("approve", cmd_approve), ("decline", cmd_decline)):
         sp = add(name, fn, f"{name} a run awaiting sign-off. With MODELCERT_API_URL (the Airflow base URL) the "
                            "decision goes through Airflow as the authenticated user; without it, straight to the "
                            "results database, trusting whoever holds its credentials to name the --approver")
-        sp.add_argument("run")
+        sp.add_argument("run", help=run_help)
         sp.add_argument("--approver", help="who signs (direct path); through Airflow the token's user, and must match")
         sp.add_argument("--api-url", help="Airflow base URL (default $MODELCERT_API_URL)")
         sp.add_argument("--user", help="Airflow user to log in as (default $MODELCERT_USER; or a token in "
@@ -448,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sp.add_argument("--reason", required=True)
     sp = add("promote", cmd_promote, "issue the certificate of an approved in-process run")
-    sp.add_argument("run")
+    sp.add_argument("run", help=run_help)
     add("certificates", cmd_certificates, "list certificates and their status")
     sp = add("revoke", cmd_revoke, "revoke a certificate (holders of a certification role only)")
     sp.add_argument("certificate", help="certificate id or unique prefix")
@@ -469,9 +531,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Whatever goes wrong, the user gets one line on stderr and an exit code, never a
+    traceback: domain errors say what to fix; anything unexpected says where its traceback was written."""
     _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
+        if args.json:
+            with _stdout_reserved_for_json():
+                return int(args.fn(args) or 0)
         return int(args.fn(args) or 0)
     except SignoffError as exc:
         print(f"modelcert: refused ({exc.code}): {exc}", file=sys.stderr)
@@ -481,6 +548,63 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`modelcert status | head`): nothing left to say to it, and nothing to log.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except Exception as exc:  # noqa: BLE001 - the boundary: no traceback reaches a user
+        print(_unexpected(exc, args), file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _unexpected(exc: Exception, args: argparse.Namespace) -> str:
+    """One line for an error modelcert did not anticipate; the traceback goes to a log file (or, with
+    --debug, to stderr) because it is for whoever fixes the bug, not for the user."""
+    import traceback
+
+    from modelcert.refs import shorten
+
+    text = "".join(traceback.format_exception(exc))
+    if getattr(args, "debug", False):
+        sys.stderr.write(text)
+    if _is_database_unreachable(exc):
+        # Not a bug, a setting: say what the driver said, without SQLAlchemy's wrapping.
+        driver = str(getattr(exc, "orig", None) or exc)
+        return (f"modelcert: error: cannot use the results database: {shorten(' '.join(driver.split()), 160)} "
+                "(check --database-url or MODELCERT_DATABASE_URL, and that the server is running)")
+    head = (f"modelcert: unexpected error in `{args.command}`: {type(exc).__name__}: "
+            + shorten(" ".join(str(exc).split()) or "-", 160))
+    if getattr(args, "debug", False):
+        return head
+    where = _log_traceback(args.command, text)
+    return head + (f" (traceback in {where}; --debug prints it)" if where else " (--debug prints the traceback)")
+
+
+def _is_database_unreachable(exc: Exception) -> bool:
+    if not type(exc).__module__.startswith(("sqlalchemy", "psycopg2")):
+        return False
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def _log_traceback(command: str, text: str) -> Path | None:
+    """Append the traceback to ``$MODELCERT_HOME/logs/cli-errors.log`` (else the temp dir). The command
+    line is not logged: it may hold a password."""
+    import tempfile
+    import time as _time
+
+    stamp = _time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    for path in (modelcert_home() / "logs" / "cli-errors.log", Path(tempfile.gettempdir()) / "modelcert-cli-errors.log"):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(f"--- {stamp} pid {os.getpid()} modelcert {command}\n{text}")
+            return path
+        except OSError:
+            continue
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover
