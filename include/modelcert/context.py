@@ -3,18 +3,21 @@ helpers that turn labels, predictions and protected groups into arrays with clea
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from modelcert.errors import ArtifactError, DataError
 from modelcert.evidence import Evidence, dataset_paths, sha256_file
+from modelcert.policy import load_policy
+from modelcert.policy import problems as policy_problems
 from modelcert.safe_yaml import clip, short
 from modelcert.spec import CertificationSpec, GroupRange, resolve_path
 
@@ -36,40 +39,56 @@ def read_table(path: Path, *, field_name: str) -> pd.DataFrame:
     raise DataError(f"{field_name}: {short(str(path))} has suffix {short(suffix)}; allowed: .csv, .parquet")
 
 
-def load_model_file(path: Path, *, fmt: str, expected_sha256: str, trusted_types: list[str]) -> Any:
-    """Deserialize a model, but only after its sha256 equals the one the spec declares.
+def load_model_file(path: Path, *, fmt: str, expected_sha256: str, trusted_types: Iterable[str],
+                    refusals: Sequence[str] = ()) -> Any:
+    """Deserialize a model from bytes whose sha256 equals the one the spec declares.
 
-    skops refuses types it does not know unless the spec vouches for them; joblib (pickle) runs arbitrary
-    code on load, which is why the hash comes first."""
+    The file is read once and those bytes are both hashed and loaded, so it cannot be swapped between the
+    check and the load. ``refusals`` (the policy's objections) are raised after the hash check, so a
+    tampered file is reported as tampered first. skops constructs only the types it trusts by default plus
+    ``trusted_types`` and stays in this process; joblib (pickle) runs arbitrary code on load, so it is loaded
+    and queried only in the isolated model process (:mod:`modelcert.sandbox`), which returns a proxy — and is
+    refused where the kernel cannot isolate it."""
+    shown = clip(repr(str(path)), 120)
     if not path.is_file():
-        raise ArtifactError(f"model.artifact: file {str(path)!r} does not exist")
-    actual = sha256_file(path)
+        raise ArtifactError(f"model.artifact: file {shown} does not exist")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"model.artifact: cannot read {shown}: {clip(str(exc), 120)}") from None
+    actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256:
         raise ArtifactError(
-            f"model.sha256: the artifact {str(path)!r} hashes to {actual}, but the spec declares {expected_sha256}; "
+            f"model.sha256: the artifact {shown} hashes to {actual}, but the spec declares {expected_sha256}; "
             "refusing to load it"
         )
+    if refusals:
+        raise ArtifactError("; ".join(refusals))
+    if fmt == "joblib":
+        from modelcert.sandbox import IsolatedModel
+
+        return IsolatedModel(data, source=str(path))
+    if fmt != "skops":
+        raise ArtifactError(f"model.format: {clip(repr(fmt), 40)} is not a known format; allowed: skops, joblib")
     try:
-        if fmt == "skops":
-            import skops.io as sio
+        import skops.io as sio
 
-            untrusted = sio.get_untrusted_types(file=path)
-            refused = sorted(set(untrusted) - set(trusted_types))
-            if refused:
-                raise ArtifactError(
-                    f"model.trusted_types: the skops file {str(path)!r} contains types skops does not trust by default: "
-                    f"{refused}; list them under model.trusted_types if the owner vouches for them"
-                )
-            return sio.load(path, trusted=list(untrusted))
-        import joblib
-
-        return joblib.load(path)
+        untrusted = sio.get_untrusted_types(data=data)
+        refused = sorted(set(untrusted) - set(trusted_types))
+        if refused:
+            raise ArtifactError(
+                f"model.trusted_types: the skops file {shown} contains types skops does not trust by default: "
+                f"{clip(str(refused), 300)}; list them under model.trusted_types if the owner vouches for them "
+                "(each must also be in the policy's reviewed skops_trusted_types)"
+            )
+        return sio.loads(data, trusted=list(untrusted))
     except ArtifactError:
         raise
     except (zipfile.BadZipFile, EOFError, ValueError, TypeError, KeyError, OSError, io.UnsupportedOperation) as exc:
-        raise ArtifactError(f"model.artifact: {str(path)!r} is not a readable {fmt} model file: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - unpickling can raise anything
-        raise ArtifactError(f"model.artifact: loading {str(path)!r} as {fmt} failed: {type(exc).__name__}: {exc}") from exc
+        raise ArtifactError(f"model.artifact: {shown} is not a readable skops model file: {clip(str(exc), 200)}") from exc
+    except Exception as exc:  # noqa: BLE001 - a damaged archive can raise anything
+        raise ArtifactError(f"model.artifact: loading {shown} as skops failed: {type(exc).__name__}: "
+                            f"{clip(str(exc), 200)}") from exc
 
 
 @dataclass
@@ -180,10 +199,30 @@ class EvalContext:
         path = resolve_path(m.artifact, self.base_dir)
         expected = m.sha256
         assert expected is not None  # the spec validator guarantees it
-        model = load_model_file(path, fmt=m.format or "skops", expected_sha256=expected, trusted_types=m.trusted_types)
+        # The policy, not the submitter, decides the format and which skops types may be built: a spec's
+        # trusted_types count only where the policy's reviewed list has them (register refuses the rest).
+        policy = load_policy()
+        reviewed = policy.trusted_types(self.spec.use_case.risk_tier)
+        model = load_model_file(path, fmt=m.format or "skops", expected_sha256=expected,
+                                trusted_types=[t for t in m.trusted_types if t in reviewed],
+                                refusals=[p for p in policy_problems(self.spec, policy) if p.startswith("model.format")])
         if not hasattr(model, "predict_proba") and not hasattr(model, "predict"):
-            raise ArtifactError(f"model.artifact: {type(model).__name__} has neither predict_proba nor predict")
+            name = getattr(model, "type_name", type(model).__name__)
+            if getattr(model, "isolated", False):
+                model.close()
+            raise ArtifactError(f"model.artifact: {name} has neither predict_proba nor predict")
         return model
+
+    @property
+    def model_isolated(self) -> bool:
+        """Whether the model runs in the isolated process (a pickle artifact): no gradients, no object access."""
+        return bool(getattr(self.model, "isolated", False))
+
+    def close(self) -> None:
+        """Stop the isolated model process, if one was started (it also stops when the context is collected)."""
+        model = self.__dict__.get("model")
+        if getattr(model, "isolated", False):
+            model.close()
 
     @property
     def features(self) -> list[str]:

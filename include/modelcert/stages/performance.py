@@ -142,7 +142,7 @@ class PerformanceStage:
             lat = self._latency(ctx)
             summary_latency = lat
             detail = {"rows_timed": lat["rows_timed"], "seed": LATENCY_SEED, "method": lat["method"],
-                      "native_threads": lat["native_threads"]}
+                      "native_threads": lat["native_threads"], "isolated_process": lat["isolated_process"]}
             record("latency_p50_ms", lat["p50_ms"], message=f"median of {lat['rows_timed']} single-row {lat['method']} calls",
                    detail=detail)
             record("latency_p95_ms", lat["p95_ms"], message=f"95th percentile of {lat['rows_timed']} single-row {lat['method']} calls",
@@ -201,6 +201,8 @@ class PerformanceStage:
         return {
             "method": method,
             "native_threads": 1,
+            # An isolated (pickle) model answers over a pipe: its timings include that round trip.
+            "isolated_process": bool(getattr(model, "isolated", False)),
             "rows_timed": int(k),
             "p50_ms": float(np.percentile(times, 50) * 1e3),
             "p95_ms": float(np.percentile(times, 95) * 1e3),

@@ -538,6 +538,8 @@ def _gradient_space(ctx: EvalContext, setup: _Setup) -> _GradientSpace:
     from sklearn.pipeline import Pipeline
 
     model = ctx.model
+    if getattr(model, "isolated", False):  # a proxy for the sandboxed pickle model (modelcert.sandbox)
+        raise _NotApplicable("model runs isolated (pickle artifact): no gradients across the process boundary")
     if isinstance(model, Pipeline):
         final = model.steps[-1][1]
         pre = model[:-1] if len(model.steps) > 1 else None
