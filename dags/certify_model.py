@@ -7,42 +7,50 @@ Give a certification spec (a shipped one from `include/specs`, or a path). The r
 2. **stages** (one task each, in parallel): data quality (Great Expectations), performance (scikit-learn),
    robustness (IBM ART), fairness (IBM AIF360), drift (Evidently), compliance (policy checks);
    red = failed checks or error, pink = not applicable (the reason is in the log and in Postgres);
-3. **decide** rejects (any failed required check) or errors (any stage error) — the task and the run turn
-   red and list the reasons — or moves the run to *awaiting sign-off*;
-4. **await_signoff** waits in the triggerer (no worker slot) for the spec's required approvals
-   (`modelcert approve RUN --approver NAME --role ROLE`); a decline or the spec's timeout fails it;
-5. **promote** issues the certificate and emits the `modelcert://certificates` asset event.
+3. **decide** rejects (any failed required check) or errors (any stage error, with its cause) — the task and
+   the run turn red and list the reasons — or moves the run to *awaiting sign-off*;
+4. **request_signoff** hands a run awaiting sign-off to the **`signoff_model`** DAG (one DAG run per
+   certification run, run id `signoff__<run id>`), which waits in the triggerer for the approvals and then
+   issues the certificate. This DAG run ends here: green = awaiting sign-off, red = rejected or error.
 
-Every number, threshold and decision is stored in the modelcert results database, not in Airflow.
+Why the wait is a separate DAG: a run waiting for people can take days. While the sensor lived in this DAG,
+every waiting run counted against `max_active_runs`, and four waiting runs left every new certification
+`queued`. Now this DAG's `max_active_runs` (`MODELCERT_CERTIFY_MAX_ACTIVE_RUNS`, default 4) only bounds how many
+certifications *compute* at once, and `signoff_model` allows many waiting runs (a deferred sensor holds no
+worker slot). The trigger uses a deterministic run id with `reset_dag_run`: a retry or a re-run of this DAG
+run restarts the same sign-off DAG run (it re-reads the state) instead of starting a second one.
+
+Infrastructure faults (the results database down for a while) are retried, in-process and by Airflow
+(`RETRY_POLICY` in `modelcert_airflow.tasks`); a verdict is final and never retried. Every number, threshold
+and decision is stored in the modelcert results database, not in Airflow.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param, TaskGroup, task
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG, Param, TaskGroup, task
 
 from modelcert.stages import STAGE_NAMES
 from modelcert_airflow import tasks as mc
 from modelcert_airflow.notifiers import CertificationNotifier
-from modelcert_airflow.sensors import SignoffSensor
 
-CERTIFICATES = Asset("modelcert://certificates")
 SHIPPED_SPECS = sorted(p.name for p in mc.SPEC_DIR.glob("*.yaml"))
 
 with DAG(
     dag_id="certify_model",
     dag_display_name="Certify a model",
-    description="Spec → six checks → gate → sign-off → certificate",
+    description="Spec → six checks → gate → hand-off to sign-off",
     doc_md=__doc__,
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=4,
+    max_active_runs=int(os.environ.get("MODELCERT_CERTIFY_MAX_ACTIVE_RUNS", "4")),
     tags=["modelcert", "certification"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=15), "owner": "modelcert"},
+    default_args={**mc.RETRY_POLICY, "owner": "modelcert"},
     params={
         "spec": Param(
             SHIPPED_SPECS[0] if SHIPPED_SPECS else "",
@@ -54,10 +62,11 @@ with DAG(
             minLength=6,
         ),
     },
+    user_defined_macros={"signoff_run_id": mc.signoff_run_id},
     render_template_as_native_obj=True,
 ) as dag:
 
-    @task(retries=0)
+    @task
     def register(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
         assert params is not None and dag_run is not None
         return mc.register(params["spec"], dag_run.dag_id, dag_run.run_id,
@@ -65,39 +74,32 @@ with DAG(
 
     registered = register()
 
-    with TaskGroup("stages", tooltip="One task per check stage; each stores its results in Postgres") as stages:
+    with TaskGroup(mc.STAGE_GROUP, tooltip="One task per check stage; each stores its results in Postgres") as stages:
         for name in STAGE_NAMES:
 
             @task(task_id=name)
             def run_stage(reg: dict[str, Any], stage_name: str = name, ti: Any = None) -> dict[str, Any]:
-                return mc.stage(stage_name, reg["run_id"], attempt=getattr(ti, "try_number", 1))
+                return mc.stage(stage_name, reg["run_id"], attempt=getattr(ti, "try_number", 1),
+                                max_tries=getattr(ti, "max_tries", None),
+                                report_error=lambda info: ti.xcom_push(key=mc.STAGE_ERROR_KEY, value=info))
 
             run_stage(registered)
 
-    @task(trigger_rule="all_done", retries=0,
+    @task(trigger_rule="all_done",
           on_success_callback=CertificationNotifier("awaiting_signoff"),
           on_failure_callback=CertificationNotifier("decision"))
-    def decide(reg: dict[str, Any]) -> dict[str, Any]:
-        return mc.decide(reg["run_id"])
+    def decide(reg: dict[str, Any], ti: Any = None, dag_run: Any = None) -> dict[str, Any]:
+        return mc.decide(reg["run_id"], mc.stage_failures(ti, dag_run.dag_id, dag_run.run_id))
 
     decision = decide(registered)
 
-    await_signoff = SignoffSensor(
-        task_id="await_signoff",
-        run_id="{{ ti.xcom_pull(task_ids='register')['run_id'] }}",
-        poll_interval=float(os.environ.get("MODELCERT_SIGNOFF_POLL_SECONDS", "300")),
-        retries=0,
-        on_failure_callback=CertificationNotifier("signoff_failed"),
+    request_signoff = TriggerDagRunOperator(
+        task_id="request_signoff",
+        trigger_dag_id=mc.SIGNOFF_DAG_ID,
+        trigger_run_id="{{ signoff_run_id(ti.xcom_pull(task_ids='register')['run_id']) }}",
+        conf={mc.SIGNOFF_PARAM: "{{ ti.xcom_pull(task_ids='register')['run_id'] }}"},
+        reset_dag_run=True,
+        wait_for_completion=False,
     )
 
-    @task(outlets=[CERTIFICATES], on_success_callback=CertificationNotifier("certified"))
-    def promote(reg: dict[str, Any], outlet_events: Any = None) -> dict[str, Any]:
-        cert = mc.promote(reg["run_id"])
-        if outlet_events is not None:
-            outlet_events[CERTIFICATES].extra = {
-                "certificate_id": cert["certificate_id"], "model": cert["model"], "version": cert["version"],
-                "valid_until": cert["valid_until"], "evidence_digest": cert["evidence_digest"],
-            }
-        return cert
-
-    stages >> decision >> await_signoff >> promote(registered)
+    stages >> decision >> request_signoff

@@ -65,7 +65,10 @@ class CertificationNotifier(BaseNotifier):
         from modelcert.pipeline import load_run
         from modelcert_airflow.connection import results_engine
 
+        # certify_model: the register task's XCom; signoff_model: its modelcert_run_id param.
         reg = context["ti"].xcom_pull(task_ids="register")
+        if not reg and (context.get("params") or {}).get("modelcert_run_id"):
+            reg = {"run_id": context["params"]["modelcert_run_id"]}
         if not reg:
             log.warning("modelcert: %s for %s, but registration recorded no run", self.event, context.get("run_id"))
             return

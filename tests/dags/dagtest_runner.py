@@ -1,7 +1,9 @@
-"""Run the certify_model DAG with ``dag.test()`` in a clean process, record approvals while it waits.
+"""Run the certify_model DAG with ``dag.test()`` in a clean process; when it hands the run to sign-off, run the
+signoff_model DAG the way request_signoff triggered it (same conf) and record approvals while it waits.
 
 Usage: python dagtest_runner.py SPEC RESULTS_DB_URL AIRFLOW_HOME [approve|decline|none]
-Prints one JSON line: {"dag_state", "task_states", "run": {...}} (the last line of stdout).
+Prints one JSON line (the last line of stdout): {"dag_state", "task_states", "triggered": {run_id, conf} or
+null, "signoff": {"dag_state", "task_states"} or null, "run": {...}}.
 """
 
 from __future__ import annotations
@@ -54,9 +56,17 @@ def main() -> None:
         threading.Thread(target=approver, daemon=True).start()
 
     import certify_model
+    import signoff_model
 
     dr = certify_model.dag.test(run_conf={"spec": spec})
     states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+    with reader(engine) as s:
+        first = s.execute(select(CertificationRun)).scalars().first()
+    triggered = _triggered_signoff_run(first.id) if first is not None else None
+    signoff = None
+    if triggered is not None:
+        sdr = signoff_model.dag.test(run_conf=triggered["conf"])
+        signoff = {"dag_state": str(sdr.state), "task_states": {ti.task_id: str(ti.state) for ti in sdr.get_task_instances()}}
     with reader(engine) as s:
         run = s.execute(select(CertificationRun)).scalars().first()
         info = {"status": run.status, "reasons": run.reasons, "id": run.id} if run else None
@@ -65,7 +75,19 @@ def main() -> None:
         actions = [(e.action, e.payload.get("event")) for e in s.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars()]
         if info is not None:
             info["audit"] = actions
-    print(json.dumps({"dag_state": str(dr.state), "task_states": states, "run": info}))
+    print(json.dumps({"dag_state": str(dr.state), "task_states": states, "triggered": triggered, "signoff": signoff,
+                      "run": info}))
+
+
+def _triggered_signoff_run(modelcert_run_id: str) -> dict | None:
+    """The signoff_model DAG run(s) that certify_model's request_signoff created for this certification run."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = [r for r in session.query(DagRun).filter(DagRun.dag_id == "signoff_model").all()
+                if (r.conf or {}).get("modelcert_run_id") == modelcert_run_id]
+        return {"run_id": runs[0].run_id, "conf": dict(runs[0].conf or {}), "count": len(runs)} if runs else None
 
 
 if __name__ == "__main__":

@@ -29,9 +29,14 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_passing_model_is_certified_after_approvals(demo_build: Path, db_url: str, airflow_home: Path) -> None:
     res = run_dag("german_credit.yaml", db_url, airflow_home, "approve")
     assert res["run"]["status"] == "certified", res
+    # certify_model ends at the decision and hands the run to signoff_model: one DAG run, deterministic id.
     assert res["dag_state"] == "success"
     ts = res["task_states"]
-    assert ts["await_signoff"] == "success" and ts["promote"] == "success"
+    assert ts["decide"] == "success" and ts["request_signoff"] == "success"
+    assert res["triggered"] == {"run_id": f"signoff__{res['run']['id']}", "conf": {"modelcert_run_id": res["run"]["id"]},
+                                "count": 1}, res["triggered"]
+    assert res["signoff"]["dag_state"] == "success"
+    assert res["signoff"]["task_states"] == {"await_signoff": "success", "promote": "success"}
     notified = [event for action, event in res["run"]["audit"] if action == "notification_sent"]
     assert notified == ["awaiting_signoff", "certified"], res["run"]["audit"]
     assert all(ts[f"stages.{n}"] == "success" for n in
@@ -45,7 +50,8 @@ def test_unfair_model_is_rejected_and_never_promoted(demo_build: Path, db_url: s
     ts = res["task_states"]
     assert res["dag_state"] == "failed"
     assert ts["stages.fairness"] == "failed" and ts["decide"] == "failed"
-    assert ts["promote"] in ("upstream_failed", "None")
+    assert ts["request_signoff"] in ("upstream_failed", "None")
+    assert res["triggered"] is None and res["signoff"] is None  # never handed to sign-off
 
 
 def test_audit_of_vendor_scores(demo_build: Path, db_url: str, airflow_home: Path) -> None:
@@ -60,7 +66,8 @@ def test_audit_of_vendor_scores(demo_build: Path, db_url: str, airflow_home: Pat
 def test_decline_fails_the_sensor(demo_build: Path, db_url: str, airflow_home: Path) -> None:
     res = run_dag("german_credit.yaml", db_url, airflow_home, "decline")
     assert res["run"]["status"] == "declined"
-    assert res["task_states"]["await_signoff"] == "failed"
-    assert res["task_states"]["promote"] == "upstream_failed"
+    assert res["dag_state"] == "success"  # the certification itself passed the gate
+    assert res["signoff"]["dag_state"] == "failed"
+    assert res["signoff"]["task_states"] == {"await_signoff": "failed", "promote": "upstream_failed"}
     notified = [event for action, event in res["run"]["audit"] if action == "notification_sent"]
     assert notified == ["awaiting_signoff", "signoff_failed"], res["run"]["audit"]
