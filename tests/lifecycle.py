@@ -49,7 +49,7 @@ def spec_path(tmp_path: Path) -> Path:
     df = pd.DataFrame({"x": range(40), "sex": ["m", "f"] * 20, "y": [0, 1, 1, 0] * 10, "pred": [1, 0] * 20})
     path, _ = write_synthetic(tmp_path, {"test": df}, {
         "predictions": {"column": "pred", "positive": [1]},
-        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}},
+        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}, "extra_columns": ["x"]},
         "signoff": {"required": {"model_validator": 1, "risk_officer": 1}, "timeout": "1h"},
     })
     return path

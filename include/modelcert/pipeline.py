@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from modelcert import audit, policy
+from modelcert import audit
 from modelcert.context import EvalContext
 from modelcert.db.models import (
     Certificate,
@@ -27,9 +27,9 @@ from modelcert.db.models import (
     StageResult,
 )
 from modelcert.db.session import reader, transaction
-from modelcert.errors import ModelcertError, RunNotFound, SpecError
-from modelcert.evidence import Evidence, collect_evidence
-from modelcert.spec import CertificationSpec, load_spec, parse_spec
+from modelcert.errors import ModelcertError, RunNotFound, SpecError, StoreError
+from modelcert.evidence import Evidence
+from modelcert.spec import CertificationSpec, parse_spec
 from modelcert.stages import STAGE_NAMES, get_stage
 from modelcert.stages.base import StageOutcome, library_version
 
@@ -59,16 +59,36 @@ def register(engine: Engine, spec_path: str | Path, *, run_key: str, triggered_b
              dag_id: str | None = None, airflow_run_id: str | None = None) -> Registered:
     """Validate the spec, hash the evidence, create (or reuse, by ``run_key``) the run row.
 
-    A spec that does not validate, or evidence that does not match its declared hashes, is recorded as a
-    run in status ``error`` with the message, then re-raised: nothing is ever silently dropped."""
+    A spec that fails :func:`modelcert.preflight.preflight` (the same checks as ``modelcert validate``: schema,
+    policy, files, hashes, columns, labels, groups), or a run row the database refuses, is recorded as a run in
+    status ``error`` with the message, then re-raised: nothing is ever silently dropped."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    from modelcert.preflight import preflight
+
     path = Path(spec_path).resolve()
     try:
-        spec, text = load_spec(path)
-        policy.enforce(spec)  # the institution's bar, not the submitter's: refused specs are recorded as error
-        evidence = collect_evidence(spec, text, path.parent)
+        checked = preflight(path)
     except ModelcertError as exc:
         _record_register_error(engine, path, run_key, exc, triggered_by, dag_id, airflow_run_id)
         raise
+    try:
+        return _register_run(engine, checked.spec, checked.text, checked.evidence, path, run_key=run_key,
+                             triggered_by=triggered_by, dag_id=dag_id, airflow_run_id=airflow_run_id)
+    except (OperationalError, InterfaceError):
+        raise  # the database is unreachable: nothing can be recorded; the orchestrator retries
+    except DBAPIError as exc:
+        # The database refused a value (too long, a constraint): the run is still recorded, as error.
+        cause = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(getattr(exc, "orig", exc)).strip() else ""
+        err = StoreError(f"register: the results database refused the run: {type(getattr(exc, 'orig', exc)).__name__}"
+                         f"{': ' + _clip(cause, 200) if cause else ''}")
+        _record_register_error(engine, path, run_key, err, triggered_by, dag_id, airflow_run_id)
+        raise err from exc
+
+
+def _register_run(engine: Engine, spec: CertificationSpec, text: str, evidence: Evidence, path: Path, *, run_key: str,
+                  triggered_by: str | None, dag_id: str | None, airflow_run_id: str | None) -> Registered:
+    """Create or restart the run row of a spec that passed preflight, in one transaction."""
     with transaction(engine) as s:
         mv = _model_version(s, spec)
         run = s.execute(select(CertificationRun).where(CertificationRun.run_key == run_key)).scalar_one_or_none()
@@ -118,29 +138,52 @@ def _model_version(s: Session, spec: CertificationSpec) -> ModelVersion:
     return mv
 
 
+def _clip(text: str, limit: int) -> str:
+    """Bounded, NUL-free text for a database column: what a refused input said must not be refused again."""
+    text = text.replace("\x00", "\\0")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _spec_text_for_record(path: Path) -> str:
+    """The spec as the submitter wrote it, for the error record: at most 1 MiB, undecodable bytes replaced (a
+    latin-1 spec must still be recorded), NUL characters escaped (PostgreSQL text cannot hold them)."""
+    from modelcert.safe_yaml import MAX_SPEC_BYTES
+
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES)
+    except OSError:
+        return ""
+    return raw.decode("utf-8", errors="replace").replace("\x00", "\\0")
+
+
 def _record_register_error(engine: Engine, path: Path, run_key: str, exc: Exception, triggered_by: str | None,
                            dag_id: str | None, airflow_run_id: str | None) -> None:
-    try:
-        text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    except OSError:
-        text = ""
+    """Record a registration that failed as a run in ``error``, in its own transaction, with every value bounded
+    to its column: this must succeed exactly when the input was bad enough to be refused."""
+    text = _spec_text_for_record(path) if path.is_file() else ""
+    reason = _clip(str(exc), 4000)
+    triggered_by = _clip(triggered_by, 128) if triggered_by is not None else None
+    dag_id = _clip(dag_id, 250) if dag_id is not None else None
+    airflow_run_id = _clip(airflow_run_id, 250) if airflow_run_id is not None else None
     with transaction(engine) as s:
         run = s.execute(select(CertificationRun).where(CertificationRun.run_key == run_key)).scalar_one_or_none()
         if run is not None and run.status in TERMINAL:
             return
         if run is None:
-            run = CertificationRun(run_key=run_key, spec={}, spec_path=str(path), spec_base_dir=str(path.parent),
-                                   spec_text=text, evidence={}, evidence_digest="", submitter="unknown")
+            run = CertificationRun(run_key=run_key, spec={}, spec_path=_clip(str(path), 4096),
+                                   spec_base_dir=_clip(str(path.parent), 4096), spec_text=text, evidence={},
+                                   evidence_digest="", submitter="unknown")
             s.add(run)
         run.status = "error"
-        run.reasons = [str(exc)]
+        run.reasons = [reason]
         run.decided_at = utcnow()
         run.triggered_by = triggered_by
         run.airflow_dag_id = dag_id
         run.airflow_run_id = airflow_run_id
         s.flush()
         audit.append(s, actor=triggered_by or SYSTEM, action="run_error", entity_type="run", entity_id=run.id,
-                     payload={"stage": "register", "reason": str(exc)})
+                     payload={"stage": "register", "reason": reason})
 
 
 # ------------------------------------------------------------------------------------------- stages
@@ -273,7 +316,44 @@ def gate(s: Session, run_id: str, stages: Iterable[str]) -> tuple[dict[str, Stag
 
 def decide(engine: Engine, run_id: str) -> dict[str, Any]:
     """The gate: any stage error → ``error``; any failed required check → ``rejected``; else
-    ``awaiting_signoff``. Reads only what the stages stored in Postgres."""
+    ``awaiting_signoff``. Reads only what the stages stored in Postgres.
+
+    A run that started always ends in a final state: if deciding fails, the failure rolls back with its
+    transaction, so the run is marked ``error`` with the reason in a transaction of its own, then the failure
+    is re-raised (a domain error as is, anything else as a one-line ModelcertError; an unreachable database as
+    is, for the orchestrator to retry)."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        return _decide(engine, run_id)
+    except (RunNotFound, OperationalError, InterfaceError):
+        raise
+    except ModelcertError as exc:
+        _record_decide_error(engine, run_id, str(exc))
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded, then reported in one line
+        reason = f"decide failed: {type(exc).__name__}: {_clip(str(exc), 300)}"
+        _record_decide_error(engine, run_id, reason)
+        raise ModelcertError(f"run {run_id}: {reason}") from exc
+
+
+def _record_decide_error(engine: Engine, run_id: str, reason: str) -> None:
+    """Mark a run whose gate failed as ``error`` (own transaction), unless it already reached a final state."""
+    with transaction(engine) as s:
+        run = load_run(s, run_id)
+        if run.status in TERMINAL:
+            return
+        previous = run.status
+        run.status = "error"
+        run.reasons = [_clip(reason, 4000)]
+        run.decided_at = utcnow()
+        run.awaiting_since = None
+        audit.append(s, actor=SYSTEM, action="run_error", entity_type="run", entity_id=run.id,
+                     payload={"stage": "decide", "previous_status": previous, "reason": run.reasons[0]})
+
+
+def _decide(engine: Engine, run_id: str) -> dict[str, Any]:
+    """The gate itself, in one transaction (the status and its audit event commit together or not at all)."""
     with transaction(engine) as s:
         run = load_run(s, run_id)
         if run.status in TERMINAL:

@@ -72,7 +72,7 @@ def make_spec(tmp_path: Path, name: str, recert: dict[str, Any] | None, *, valid
     spec: dict[str, Any] = {
         "model": {"name": name, "version": "1.0"},
         "predictions": {"column": "pred", "positive": [1]},
-        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}},
+        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}, "extra_columns": ["x", "score"]},
         "signoff": {"required": {"model_validator": 1, "risk_officer": 1}, "timeout": "1h"},
         "certificate": {"valid_for": valid_for},
     }
