@@ -135,30 +135,33 @@ def _run_id(args: argparse.Namespace, engine: Any) -> str:
 
 # ------------------------------------------------------------------------------------------ commands
 def cmd_validate(args: argparse.Namespace) -> int:
-    from modelcert.context import EvalContext
-    from modelcert.evidence import collect_evidence
-    from modelcert.spec import load_spec
+    """Everything ``run`` would refuse, refused here first (modelcert.preflight, the same function register uses)."""
+    from modelcert.preflight import preflight
 
-    path = Path(args.spec).resolve()
-    spec, text = load_spec(path)
-    evidence = collect_evidence(spec, text, path.parent)
-    ctx = EvalContext(spec=spec, base_dir=path.parent, evidence=evidence)
-    # Referenced columns exist and the label is binary (reads the data; runs no stage).
-    ctx.labels("test")
-    for attr in spec.data.protected_attributes:
-        ctx.group_masks(attr, "test")
-    if spec.model.artifact is not None:
-        ctx.feature_frame("test")
-    else:
-        ctx.predictions("test")
+    try:
+        checked = preflight(args.spec)
+    except ModelcertError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never a traceback for the user; the cause in one line
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise ModelcertError(f"validate: unexpected {text[:200]}") from exc
+    spec, evidence = checked.spec, checked.evidence
+    if args.json:
+        _print_json({"valid": True, "spec": str(checked.path), "model": spec.model.name, "version": spec.model.version,
+                     "evidence_digest": evidence.digest, "files": evidence.files,
+                     "shapes": {k: list(v) for k, v in checked.shapes.items()},
+                     "required_approvals": spec.required_approvals})
+        return 0
     con = _console()
-    con.print(f"[green]valid[/green] {path}")
-    con.print(f"  model {spec.model.name} {spec.model.version} (owner {spec.model.owner}), "
-              f"{'audit of predictions' if spec.is_audit else 'artifact ' + str(spec.model.format)}")
+    con.print(f"[green]valid[/green] {escape(str(checked.path))}")
+    con.print(escape(f"  model {spec.model.name} {spec.model.version} (owner {spec.model.owner}), "
+                     f"{'audit of predictions' if spec.is_audit else 'artifact ' + str(spec.model.format)}"))
     for name, f in evidence.files.items():
-        con.print(f"  {name:<10} sha256 {f['sha256']}  {f['path']}")
+        shape = checked.shapes.get(name)
+        rows = f"  {shape[0]} rows x {shape[1]} columns" if shape else ""
+        con.print(escape(f"  {name:<10} sha256 {f['sha256']}  {f['path']}{rows}"))
     con.print(f"  evidence digest {evidence.digest}")
-    con.print(f"  required approvals {spec.required_approvals}")
+    con.print(escape(f"  required approvals {spec.required_approvals}"))
     return 0
 
 
