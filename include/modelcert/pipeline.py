@@ -31,7 +31,7 @@ from modelcert.errors import ModelcertError, RunNotFound, SpecError, StoreError
 from modelcert.evidence import Evidence
 from modelcert.spec import CertificationSpec, parse_spec
 from modelcert.stages import STAGE_NAMES, get_stage
-from modelcert.stages.base import StageOutcome, library_version
+from modelcert.stages.base import StageOutcome, enforce_evaluated, library_version
 
 TERMINAL = ("certified", "declined", "signoff_timeout")
 SYSTEM = "modelcert"
@@ -90,6 +90,7 @@ def _register_run(engine: Engine, spec: CertificationSpec, text: str, evidence: 
                   triggered_by: str | None, dag_id: str | None, airflow_run_id: str | None) -> Registered:
     """Create or restart the run row of a spec that passed preflight, in one transaction."""
     with transaction(engine) as s:
+        _lock_run_key(s, run_key)
         mv = _model_version(s, spec)
         run = s.execute(select(CertificationRun).where(CertificationRun.run_key == run_key)).scalar_one_or_none()
         if run is not None and run.status in TERMINAL:
@@ -128,14 +129,27 @@ def _register_run(engine: Engine, spec: CertificationSpec, text: str, evidence: 
 
 
 def _model_version(s: Session, spec: CertificationSpec) -> ModelVersion:
-    mv = s.execute(select(ModelVersion).where(ModelVersion.name == spec.model.name,
-                                              ModelVersion.version == spec.model.version)).scalar_one_or_none()
-    if mv is None:
-        mv = ModelVersion(name=spec.model.name, version=spec.model.version, owner=spec.model.owner,
-                          risk_tier=spec.use_case.risk_tier, status="registered")
-        s.add(mv)
-        s.flush()
-    return mv
+    """The model version row, created if new; race-free: two runs registering the same new version at once
+    both get the one row (INSERT … ON CONFLICT DO NOTHING waits for a concurrent inserter, then SELECT)."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    s.execute(insert(ModelVersion).values(name=spec.model.name, version=spec.model.version, owner=spec.model.owner,
+                                          risk_tier=spec.use_case.risk_tier, status="registered")
+              .on_conflict_do_nothing(index_elements=[ModelVersion.name, ModelVersion.version]))
+    return s.execute(select(ModelVersion).where(ModelVersion.name == spec.model.name,
+                                                ModelVersion.version == spec.model.version)).scalar_one()
+
+
+#: Namespace (first key) of the transaction-level advisory locks that serialize registrations of one run key.
+_RUN_KEY_LOCK = 7305_0701
+
+
+def _lock_run_key(s: Session, run_key: str) -> None:
+    """Serialize everything that creates or restarts the run of ``run_key`` (a task and its overlapping retry):
+    the second waits for the first to commit, then finds and reuses its row instead of inserting a duplicate."""
+    from sqlalchemy import text
+
+    s.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:key))"), {"ns": _RUN_KEY_LOCK, "key": run_key})
 
 
 def _clip(text: str, limit: int) -> str:
@@ -167,6 +181,7 @@ def _record_register_error(engine: Engine, path: Path, run_key: str, exc: Except
     dag_id = _clip(dag_id, 250) if dag_id is not None else None
     airflow_run_id = _clip(airflow_run_id, 250) if airflow_run_id is not None else None
     with transaction(engine) as s:
+        _lock_run_key(s, run_key)
         run = s.execute(select(CertificationRun).where(CertificationRun.run_key == run_key)).scalar_one_or_none()
         if run is not None and run.status in TERMINAL:
             return
@@ -226,9 +241,11 @@ def run_stage(engine: Engine, run_id: str, stage_name: str, *, attempt: int = 1)
 
 def guarded(stage_name: str, library: str, run: Callable[[], StageOutcome]) -> tuple[StageOutcome, Exception | None]:
     """Run a stage so that it always yields an outcome to store: a domain error becomes status ``error``
-    with its message; an unexpected exception too, and is returned so the caller re-raises it after storing."""
+    with its message; an unexpected exception too, and is returned so the caller re-raises it after storing;
+    an outcome that would pass without having judged the checks it requires becomes ``error`` too."""
     try:
-        return run(), None
+        # The general rule for every stage: passed without judging a required check is an error, not a pass.
+        return enforce_evaluated(run()), None
     except ModelcertError as exc:
         return StageOutcome(stage=stage_name, status="error", reason=str(exc), library=library,
                             library_version=library_version(library)), None
@@ -262,6 +279,9 @@ def save_stage(engine: Engine, run_id: str, result: StageOutcome, *, started: da
     failed = [f"{c.name}[{c.subject}]" if c.subject else c.name for c in result.failures]
     with transaction(engine) as s:
         run = load_run(s, run_id)
+        # Lock the run row: a task and its overlapping retry (or two stages of one run) write one after the
+        # other, so the delete-then-insert below never sees a half-replaced result set or inserts twice.
+        s.refresh(run, with_for_update=True)
         existing = s.execute(select(StageResult).where(StageResult.run_id == run_id,
                                                        StageResult.stage == result.stage)).scalar_one_or_none()
         before = None

@@ -5,7 +5,9 @@ Adding a stage = one module + one test module + one entry in ``modelcert.stages.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -53,6 +55,21 @@ def _fmt(v: float | None) -> str:
 
 
 @dataclass(frozen=True)
+class RequiredCheck:
+    """A check the stage must have judged against its threshold before it may pass.
+
+    Why: a stage whose required measurement could not be made (e.g. no attack ran on the model) has no
+    failing check, so without this it would pass with the bound never tested."""
+
+    #: The :attr:`Check.name` that must occur with a verdict (any subject counts).
+    name: str
+    #: The spec path of the threshold, named in the error (e.g. ``checks.robustness.min_robust_accuracy``).
+    field: str
+    #: What the stage knows about why it could not be evaluated (empty when it was, or when it does not know).
+    why_missing: str = ""
+
+
+@dataclass(frozen=True)
 class StageOutcome:
     stage: str
     status: StageStatus
@@ -62,10 +79,18 @@ class StageOutcome:
     reason: str | None = None
     library: str = ""
     library_version: str = ""
+    #: The checks this stage had to evaluate to pass (see :func:`enforce_evaluated`).
+    requires: tuple[RequiredCheck, ...] = ()
 
     @property
     def failures(self) -> list[Check]:
         return [c for c in self.checks if c.failed_required]
+
+    @property
+    def unevaluated(self) -> list[RequiredCheck]:
+        """Required checks without any judged :class:`Check` of that name."""
+        judged = {c.name for c in self.checks if c.passed is not None}
+        return [r for r in self.requires if r.name not in judged]
 
 
 class Stage(Protocol):
@@ -75,11 +100,45 @@ class Stage(Protocol):
     def run(self, ctx: EvalContext) -> StageOutcome: ...
 
 
-def outcome(stage: str, checks: list[Check], *, library: str, summary: dict[str, Any] | None = None) -> StageOutcome:
-    """Status from checks: failed when any required check failed, else passed."""
+def outcome(stage: str, checks: list[Check], *, library: str, summary: dict[str, Any] | None = None,
+            requires: Iterable[RequiredCheck] = ()) -> StageOutcome:
+    """Status from checks: failed when any required check failed, else passed — unless a check in
+    ``requires`` was never judged, which makes it ``error`` (:func:`enforce_evaluated`)."""
     status: StageStatus = "failed" if any(c.failed_required for c in checks) else "passed"
-    return StageOutcome(stage=stage, status=status, checks=tuple(checks), summary=summary or {},
-                        library=library, library_version=library_version(library))
+    return enforce_evaluated(StageOutcome(stage=stage, status=status, checks=tuple(checks), summary=summary or {},
+                                          library=library, library_version=library_version(library),
+                                          requires=tuple(requires)))
+
+
+def enforce_evaluated(result: StageOutcome) -> StageOutcome:
+    """The general rule: an outcome that would be ``passed`` without having judged every check it requires is
+    ``error``, with the reason (what could not run, and which thresholds were not evaluated). The checks that
+    were measured stay as evidence. A ``failed`` outcome stays failed: it is already not passed.
+
+    Applied by :func:`outcome` and again by ``pipeline.guarded``, through which every stored outcome passes."""
+    if result.status != "passed":
+        return result
+    missing = result.unevaluated
+    if not missing:
+        return result
+    fields = [r.field for r in missing]
+    causes = list(dict.fromkeys(r.why_missing for r in missing if r.why_missing))
+    verb = "was" if len(fields) == 1 else "were"
+    reason = "; ".join([*causes, f"{', '.join(fields)} {verb} not evaluated"])
+    return dataclasses.replace(result, status="error", reason=reason,
+                               summary={**result.summary, "not_evaluated": fields})
+
+
+def threshold_requirements(section: str, thresholds: Mapping[str, Any],
+                           check_names: Mapping[str, str] | None = None) -> tuple[RequiredCheck, ...]:
+    """The standard declaration: every *required* threshold of a spec section (``section`` is its path, e.g.
+    ``checks.performance``) must be judged. The check name is the threshold's key unless ``check_names``
+    renames it; entries that are not thresholds (or are ``None``: removed for recertification) are skipped."""
+    from modelcert.thresholds import Threshold
+
+    names = check_names or {}
+    return tuple(RequiredCheck(name=names.get(key, key), field=f"{section}.{key}")
+                 for key, t in thresholds.items() if isinstance(t, Threshold) and t.required)
 
 
 def not_applicable(stage: str, reason: str, *, library: str) -> StageOutcome:

@@ -16,7 +16,7 @@ import numpy as np
 
 from modelcert.context import EvalContext
 from modelcert.spec import resolve_path
-from modelcert.stages.base import Check, StageOutcome, outcome
+from modelcert.stages.base import Check, StageOutcome, outcome, threshold_requirements
 from modelcert.thresholds import Threshold
 
 #: Rows timed one at a time for the latency percentiles (a seeded sample, bounded for big test sets).
@@ -170,7 +170,8 @@ class PerformanceStage:
             summary["score_note"] = score_note
         if summary_latency:
             summary["latency"] = summary_latency
-        return outcome(self.name, checks, library=self.library, summary=summary)
+        return outcome(self.name, checks, library=self.library, summary=summary,
+                       requires=threshold_requirements("checks.performance", thresholds))
 
     # ---------------------------------------------------------------------- helpers
     @staticmethod

@@ -76,7 +76,7 @@ import numpy as np
 import pandas as pd
 
 from modelcert.context import EvalContext
-from modelcert.stages.base import Check, StageOutcome, not_applicable, outcome
+from modelcert.stages.base import Check, RequiredCheck, StageOutcome, not_applicable, outcome
 
 NAME = "robustness"
 LIBRARY = "adversarial-robustness-toolbox"
@@ -741,6 +741,26 @@ def evaluate(ctx: EvalContext) -> RobustnessReport:
                             not_applicable=na, noise=noise, runtime_s=runtime, summary=summary)
 
 
+def _required_checks(rc: Any, report: RobustnessReport) -> list[RequiredCheck]:
+    """What the stage must have judged to pass (item 6): a robust accuracy from at least one attack that ran on
+    the model, and a noise flip rate; with the reason when it could not (e.g. pgd on a random forest)."""
+    required: list[RequiredCheck] = []
+    if rc.min_robust_accuracy.required:
+        if report.attacks:
+            why = ""
+        elif report.not_applicable:
+            why = "no requested attack could run on the model (" + "; ".join(
+                f"{a}: {r}" for a, r in report.not_applicable.items()) + ")"
+        else:
+            why = "no attack was requested (checks.robustness.attacks is empty)"
+        required.append(RequiredCheck("robust_accuracy", "checks.robustness.min_robust_accuracy", why))
+    if rc.max_flip_rate.required:
+        required.append(RequiredCheck("noise_flip_rate", "checks.robustness.max_flip_rate",
+                                      "" if report.noise else "no noise level was requested "
+                                      "(checks.robustness.noise_sigma is empty)"))
+    return required
+
+
 class RobustnessStage:
     name = NAME
     library = LIBRARY
@@ -781,7 +801,7 @@ class RobustnessStage:
             checks.append(Check.judged("noise_flip_rate", nr.flip_rate, rc.max_flip_rate, subject=subject, detail=detail))
             checks.append(Check.info("noise_accuracy", nr.accuracy, subject=subject, detail=detail,
                                      message=f"accuracy under Gaussian noise sigma={nr.sigma:g} x std: {nr.accuracy:.4g}"))
-        return outcome(NAME, checks, library=LIBRARY, summary=report.summary)
+        return outcome(NAME, checks, library=LIBRARY, summary=report.summary, requires=_required_checks(rc, report))
 
 
 STAGE = RobustnessStage()
