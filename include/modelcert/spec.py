@@ -511,10 +511,14 @@ class CertificationSpec(_Strict):
         return self.model.artifact is None
 
 
+_PYDANTIC_LOC = re.compile(r"^[a-z][a-z0-9_-]*\[.*\]$")
+
+
 def _loc(err: dict[str, Any]) -> str:
     # pydantic adds its validator names ("function-after[...]", "list[...]") and union tags to the location;
     # the user wrote none of them.
-    parts = [str(p) for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in ("values", "range")))]
+    parts = [str(p) for p in err["loc"]
+             if not (isinstance(p, str) and (p in ("[key]", "values", "range") or _PYDANTIC_LOC.match(p)))]
     return ".".join(safe_yaml.clip(p, 40) for p in parts) or "(top level)"
 
 
