@@ -82,7 +82,7 @@ def test_timeout_fires_and_never_approves(engine: Any, db_url: str, tmp_path: Pa
     df = pd.DataFrame({"x": range(40), "sex": ["m", "f"] * 20, "y": [0, 1, 1, 0] * 10, "pred": [1, 0] * 20})
     path, _ = write_synthetic(tmp_path, {"test": df}, {
         "predictions": {"column": "pred", "positive": [1]},
-        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}},
+        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}, "extra_columns": ["x"]},
         "signoff": {"required": {"model_validator": 1}, "timeout": "2s"},
     })
     run_id = run_all(engine, path, key="timeout")
