@@ -29,6 +29,7 @@ def stack(pg_admin_url: str, migrated_template: str, demo_build: Path,
     st.start(timeout=240)
     try:
         st.wait_dag("certify_model", timeout=240)
+        st.wait_dag("signoff_model", timeout=120)  # certify_model hands runs awaiting sign-off to it
         yield st
     finally:
         st.stop()

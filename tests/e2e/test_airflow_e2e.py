@@ -1,12 +1,13 @@
 """End to end against real Airflow processes (api-server, scheduler, dag-processor, triggerer) on PostgreSQL:
-trigger through REST API v2 with a conf, wait for sign-off, approve through the CLI, see the certificate;
-and the rejection path."""
+trigger through REST API v2 with a conf, the run is handed to signoff_model, approve through the CLI, see the
+certificate; the rejection path; and runs waiting for sign-off never hold back a new certification."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -38,21 +39,27 @@ def test_rest_trigger_signoff_via_cli_and_certificate(stack: AirflowStack) -> No
                        timeout=420, what="the gate's decision")
         row = run_row(stack, airflow_run)
         assert row is not None and row.status == "awaiting_signoff", (row and row.reasons, _diagnose(stack))
-        stack.wait_for(lambda: stack.task_states("certify_model", airflow_run).get("await_signoff") == "deferred",
+        # The certification DAG run ends at the decision; the wait happens in one signoff_model DAG run.
+        stack.wait_for(lambda: stack.run_state("certify_model", airflow_run) in ("success", "failed"),
+                       timeout=120, what="the certification DAG run to end at the decision")
+        assert stack.run_state("certify_model", airflow_run) == "success"
+        assert stack.task_states("certify_model", airflow_run)["request_signoff"] == "success"
+        signoff_run = f"signoff__{row.id}"
+        stack.wait_for(lambda: _signoff_state(stack, signoff_run) == "deferred",
                        timeout=120, what="the sensor to defer (worker slot freed)")
         refused = _cli(stack, "approve", row.id, "--approver", "alice", "--role", "model_validator")
         assert refused.returncode != 0 and "four-eyes" in refused.stderr
         ok1 = _cli(stack, "approve", row.id, "--approver", "bob", "--role", "model_validator", "--comment", "ok")
         assert ok1.returncode == 0, ok1.stderr
-        assert stack.task_states("certify_model", airflow_run)["promote"] in (None, "none", "scheduled", "queued")
+        assert stack.task_states("signoff_model", signoff_run)["promote"] in (None, "none", "scheduled", "queued")
         ok2 = _cli(stack, "approve", row.id, "--approver", "dave", "--role", "risk_officer")
         assert ok2.returncode == 0, ok2.stderr
-        stack.wait_for(lambda: stack.run_state("certify_model", airflow_run) in ("success", "failed"),
-                       timeout=180, what="the DAG run to finish")
+        stack.wait_for(lambda: stack.run_state("signoff_model", signoff_run) in ("success", "failed"),
+                       timeout=180, what="the sign-off DAG run to finish")
     except TimeoutError as exc:
         raise AssertionError(f"{exc}\n{_diagnose(stack)}") from exc
-    assert stack.run_state("certify_model", airflow_run) == "success"
-    states = stack.task_states("certify_model", airflow_run)
+    assert stack.run_state("signoff_model", signoff_run) == "success"
+    states = stack.task_states("signoff_model", signoff_run)
     assert states["await_signoff"] == "success" and states["promote"] == "success"
     with reader(get_engine(stack.results_url)) as s:
         cert = s.execute(select(Certificate).where(Certificate.run_id == row.id)).scalar_one()
@@ -75,7 +82,7 @@ def test_rejected_run_fails_in_airflow_and_is_never_promoted(stack: AirflowStack
     assert stack.run_state("certify_model", airflow_run) == "failed"
     states = stack.task_states("certify_model", airflow_run)
     assert states["stages.fairness"] == "failed" and states["decide"] == "failed"
-    assert states["promote"] == "upstream_failed" and states["await_signoff"] == "upstream_failed"
+    assert states["request_signoff"] == "upstream_failed"  # never handed to sign-off
     row = run_row(stack, airflow_run)
     assert row is not None and row.status == "rejected"
     assert any("disparate_impact[sex]" in r for r in row.reasons)
@@ -92,6 +99,74 @@ def test_rejected_run_fails_in_airflow_and_is_never_promoted(stack: AirflowStack
     after = _result_counts(stack, row.id, airflow_run)
     assert after == before and after["runs"] == 1 and after["stages"] == 6, (before, after)
     assert run_row(stack, airflow_run).status == "rejected"
+
+
+def _signoff_state(stack: AirflowStack, signoff_run: str) -> str | None:
+    r = stack.api("GET", f"/api/v2/dags/signoff_model/dagRuns/{signoff_run}/taskInstances/await_signoff")
+    return r.json().get("state") if r.status_code == 200 else None
+
+
+def test_runs_awaiting_signoff_do_not_starve_new_certifications(stack: AirflowStack, tmp_path: Path,
+                                                                verdicts: dict[str, str]) -> None:
+    """Ten runs wait for sign-off, each with its signoff_model DAG run deferred in the triggerer; an eleventh
+    certification still goes through certify_model at once. The ten are prepared in-process (fake stages, this
+    process only) to keep the test cheap; the eleventh runs the real stages in Airflow."""
+    from tests.lifecycle import run_all
+
+    engine = get_engine(stack.results_url)
+    details = stack.api("GET", "/api/v2/dags/certify_model/details").json()
+    assert details["max_active_runs"] < 10  # ten waiting runs inside certify_model would have blocked it
+    stack.wait_dag("signoff_model")
+    waiting: list[str] = []
+    for i in range(10):
+        # One model version each: no run supersedes another, all ten really wait.
+        run_id = run_all(engine, _tiny_passing_spec(tmp_path / f"w{i}", f"wait-{i}"),
+                         key=f"e2e-waiting/{uuid.uuid4().hex}/{i}")
+        r = stack.api("POST", "/api/v2/dags/signoff_model/dagRuns",
+                      json={"dag_run_id": f"signoff__{run_id}", "logical_date": None,
+                            "conf": {"modelcert_run_id": run_id}})
+        assert r.status_code == 200, r.text
+        waiting.append(f"signoff__{run_id}")
+    eleventh = ""
+    try:
+        stack.wait_for(lambda: all(_signoff_state(stack, w) == "deferred" for w in waiting), timeout=240,
+                       interval=3, what="ten sign-off sensors to defer")
+        spec = _tiny_passing_spec(tmp_path / "eleventh", "eleventh")
+        eleventh = stack.trigger("certify_model", {"spec": str(spec)})
+        stack.wait_for(lambda: stack.run_state("certify_model", eleventh) in ("success", "failed"), timeout=300,
+                       interval=3, what="the eleventh certification to be decided")
+        row = run_row(stack, eleventh)
+        assert row is not None and row.status == "awaiting_signoff", (row and row.reasons)
+        assert stack.run_state("certify_model", eleventh) == "success"
+        stack.wait_for(lambda: _signoff_state(stack, f"signoff__{row.id}") == "deferred", timeout=120,
+                       what="the eleventh run's sign-off sensor to defer")
+        # The ten are still waiting, untouched: nothing was queued behind them.
+        assert [_signoff_state(stack, w) for w in waiting] == ["deferred"] * 10
+        waiting.append(f"signoff__{row.id}")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{_diagnose(stack)}") from exc
+    finally:
+        for w in waiting:  # stop waiting (the shared stack's triggerer serves the other e2e tests)
+            stack.api("PATCH", f"/api/v2/dags/signoff_model/dagRuns/{w}", json={"state": "failed"})
+
+
+def _tiny_passing_spec(tmp_path: Path, version: str) -> Path:
+    """A predictions-only audit on 60 rows that passes every check (robustness and drift do not apply)."""
+    import pandas as pd
+
+    from tests.conftest import write_synthetic
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+
+    y = [0, 0, 1, 1] * 15
+    df = pd.DataFrame({"sex": ["m", "f"] * 30, "y": y, "pred": y, "score": [0.95 if v else 0.05 for v in y]})
+    path, _ = write_synthetic(tmp_path, {"test": df}, {
+        "model": {"name": "tiny-audit", "version": version},
+        "predictions": {"column": "pred", "positive": [1], "score_column": "score"},
+        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}},
+        "signoff": {"required": {"model_validator": 1, "risk_officer": 1}, "timeout": "1h"},
+    })
+    return path
 
 
 def _result_counts(stack: AirflowStack, run_id: str, airflow_run_id: str) -> dict[str, int]:
