@@ -51,7 +51,8 @@ MAX_ANSWER_BYTES = 1 << 30
 STDERR_TAIL = 600
 #: The whole environment of the model process: fixed values, nothing copied from the certifier's environment.
 BASE_ENV = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
+            "JOBLIB_MULTIPROCESSING": "0"}  # no semaphores/processes: they are refused in the sandbox anyway
 SKOPS_HINT = "hand the model over as skops (format: skops) instead"
 
 # Children are spawned from one long-lived thread: PR_SET_PDEATHSIG fires when the *thread* that forked
@@ -157,9 +158,10 @@ class IsolatedModel:
         kind, body = self._answer("loading the model", deadline, 1 << 20)
         info = self._json(body, "loading the model")
         if kind == b"E":
+            note = self._stderr_note()
             self.close()
             raise ArtifactError(f"model.artifact: the isolated process could not load {self._source}: "
-                                f"{_short(info.get('error', ''), 300)}{self._stderr_note()}")
+                                f"{_short(info.get('error', ''), 300)}{note}")
         self.type_name = _short(str(info.get("type", "?")), 120)
         self._has = {"predict": info.get("has_predict") is True, "predict_proba": info.get("has_predict_proba") is True}
         self._classes = self._check_classes(info.get("classes"))

@@ -40,7 +40,6 @@ import resource
 import signal
 import struct
 import sys
-import traceback
 from typing import Any
 
 # Landlock (include/uapi/linux/landlock.h); the syscall numbers are the generic ones on x86_64 and aarch64.
@@ -315,8 +314,7 @@ def main() -> int:
     _send_json(out, {"ready": True, "landlock_abi": abi})
     try:
         serve(inp, out)
-    except Exception as exc:  # noqa: BLE001 - loading untrusted code can raise anything
-        traceback.print_exc(file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - loading untrusted code can raise anything (no traceback: one line)
         try:
             _send_json(out, {"error": f"{type(exc).__name__}: {exc}"[:1000]}, kind=b"E")
         except OSError:
