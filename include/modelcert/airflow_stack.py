@@ -23,6 +23,106 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: Where Airflow's log servers listen (the worker's, in the scheduler's LocalExecutor, and the triggerer's).
+#: Airflow 3.3 binds them to every interface with no setting to change that; we start them ourselves on this
+#: host instead (``--skip-serve-logs``), loopback unless configured otherwise.
+LOG_SERVER_HOST_ENV = "MODELCERT_LOG_SERVER_HOST"
+LOG_SERVERS = {"worker-log-server": "WORKER_LOG_SERVER_PORT", "trigger-log-server": "TRIGGER_LOG_SERVER_PORT"}
+#: Airflow's own log server app (``airflow.utils.serve_logs``) on the host we choose; run in a child process so
+#: the core library never imports Airflow.
+_LOG_SERVER_CODE = (
+    "import sys, uvicorn\n"
+    "from setproctitle import setproctitle\n"
+    "setproctitle('airflow serve-logs ' + sys.argv[1] + ':' + sys.argv[2])\n"
+    "uvicorn.run('airflow.utils.serve_logs.log_server:get_app', factory=True, host=sys.argv[1],"
+    " port=int(sys.argv[2]), log_level='warning', log_config=None, access_log=False)\n"
+)
+#: Signals that stop the stack; children get their default dispositions back (a shell that starts a
+#: background job makes it ignore SIGINT, and ignored dispositions survive exec).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def loopback_hostname() -> str:
+    """``[core] hostname_callable`` for a stack whose log servers listen on loopback only: the api-server
+    fetches a running task's log from ``http://<task hostname>:<port>``, so the hostname must reach them."""
+    return "localhost"
+
+
+def _default_signals() -> None:
+    """``preexec_fn`` of every Airflow process: default signal dispositions, whatever the demo inherited."""
+    for sig in (*STOP_SIGNALS, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def session_members(leaders: list[int]) -> list[Any]:
+    """Every live process in the sessions these leaders started, and every descendant of theirs.
+
+    Sessions catch what parent links miss: Airflow's task supervisor puts each task in its own process
+    group, and a child whose parent died is re-parented to init — both stay in the session. Descendants catch
+    a child that started its own session (e.g. a Bash task)."""
+    import psutil
+
+    found: dict[int, Any] = {}
+    sessions = set(leaders)
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) in sessions:
+                found[proc.pid] = proc
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    for pid in list(found) + list(leaders):
+        try:
+            for child in psutil.Process(pid).children(recursive=True):
+                found.setdefault(child.pid, child)
+        except psutil.Error:
+            continue
+    for pid in leaders:
+        if pid not in found:
+            try:
+                found[pid] = psutil.Process(pid)
+            except psutil.Error:
+                continue
+    found.pop(os.getpid(), None)  # never ourselves
+    return list(found.values())
+
+
+def stop_sessions(leaders: list[int], *, timeout: float = 20.0) -> None:
+    """SIGTERM to every process in ``session_members(leaders)`` (each leader's group first, so Airflow's
+    own shutdown runs), wait up to ``timeout`` s, then SIGKILL whatever is left — looked up again, since a
+    process may have started children while stopping."""
+    import psutil
+
+    members = session_members(leaders)
+    for pid in leaders:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for proc in members:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(members, timeout=timeout)
+    for _round in range(3):
+        left = {p.pid: p for p in [*alive, *session_members(leaders)] if _running(p)}
+        if not left:
+            return
+        for proc in left.values():
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(list(left.values()), timeout=5)
+
+
+def _running(proc: Any) -> bool:
+    import psutil
+
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def free_port() -> int:
@@ -42,12 +142,20 @@ class AirflowStack:
     signoff_poll_seconds: float = 600.0
     repo: Path = REPO
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: Host of the two log servers ($MODELCERT_LOG_SERVER_HOST, default loopback).
+    log_server_host: str = field(default_factory=lambda: os.environ.get(LOG_SERVER_HOST_ENV) or "127.0.0.1")
+    #: Their ports: Airflow's settings when given, else free ones (several stacks on one machine must not clash).
+    log_server_ports: dict[str, int] = field(default_factory=dict)
     _token: str | None = None
 
     def __post_init__(self) -> None:
         if not self.port:
             self.port = free_port()
         self.home = self.home.resolve()
+        for name, key in LOG_SERVERS.items():
+            if name not in self.log_server_ports:
+                configured = os.environ.get(f"AIRFLOW__LOGGING__{key}")
+                self.log_server_ports[name] = int(configured) if configured else free_port()
 
     @property
     def base_url(self) -> str:
@@ -77,6 +185,7 @@ class AirflowStack:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            **{f"AIRFLOW__LOGGING__{key}": str(self.log_server_ports[name]) for name, key in LOG_SERVERS.items()},
             "AIRFLOW_CONN_MODELCERT_DB": self.results_url.replace("postgresql+psycopg2://", "postgresql://"),
             "MODELCERT_DATABASE_URL": self.results_url,
             "MODELCERT_SIGNOFF_POLL_SECONDS": str(self.signoff_poll_seconds),
@@ -84,6 +193,8 @@ class AirflowStack:
             "PYTHONWARNINGS": "ignore",
             "NO_COLOR": "1",
         })
+        if self.log_server_host in ("127.0.0.1", "localhost", "::1") and "AIRFLOW__CORE__HOSTNAME_CALLABLE" not in os.environ:
+            env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{__name__}.loopback_hostname"
         return env
 
     def _secret(self, name: str) -> str:
@@ -100,21 +211,38 @@ class AirflowStack:
 
     # ----------------------------------------------------------------------------- lifecycle
     def migrate(self) -> None:
+        """``airflow db migrate`` in its own session, stopped with everything it started if we are."""
         self.home.mkdir(parents=True, exist_ok=True)
-        out = subprocess.run([self._airflow(), "db", "migrate"], env=self.env(), capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        proc = subprocess.Popen([self._airflow(), "db", "migrate"], env=self.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_default_signals)
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:
+            stop_sessions([proc.pid])
+            raise
+        if proc.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{stdout[-3000:]}\n{stderr[-3000:]}")
 
     def start(self, timeout: float = 180.0) -> None:
+        """Each process in its own session (so a terminal's Ctrl-C reaches only the demo, which stops them in
+        order, and ``stop`` can find every descendant by session), with default signal dispositions."""
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        commands: dict[str, list[str]] = {}
         for name in PROCESSES:
             args = [self._airflow(), name]
             if name == "api-server":
                 args += ["--port", str(self.port), "--host", "127.0.0.1"]
-            fh = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-            self.procs[name] = subprocess.Popen(args, env=self.env(), stdout=fh, stderr=subprocess.STDOUT,
-                                                start_new_session=True)
+            if name in ("scheduler", "triggerer"):
+                args += ["--skip-serve-logs"]  # served by the log servers below, on log_server_host
+            commands[name] = args
+        for name in LOG_SERVERS:
+            commands[name] = [sys.executable, "-c", _LOG_SERVER_CODE, self.log_server_host,
+                              str(self.log_server_ports[name])]
+        for name, args in commands.items():
+            with open(logs / f"{name}.log", "ab") as fh:  # the child holds its own copy of the descriptor
+                self.procs[name] = subprocess.Popen(args, env=self.env(), stdout=fh, stderr=subprocess.STDOUT,
+                                                    start_new_session=True, preexec_fn=_default_signals)
         self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float) -> None:
@@ -138,21 +266,15 @@ class AirflowStack:
             time.sleep(1)
         raise TimeoutError(f"Airflow not healthy after {timeout:.0f}s: {last}")
 
-    def stop(self) -> None:
-        for name, p in self.procs.items():
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for name, p in self.procs.items():
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop every process of the stack and everything they started: SIGTERM, then SIGKILL after
+        ``timeout`` seconds for whatever is left. No orphans (see ``stop_sessions``)."""
+        stop_sessions([p.pid for p in self.procs.values()], timeout=timeout)
+        for p in self.procs.values():
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=5)  # reap our direct children
             except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                pass
         self.procs.clear()
 
     def tail(self, name: str, lines: int = 40) -> str:

