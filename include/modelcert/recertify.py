@@ -133,13 +133,15 @@ def resolve_current_data(template: str, base_dir: Path, ds: str) -> Path:
         filled = template.format(ds=ds, ds_nodash=ds.replace("-", ""))
     except (KeyError, IndexError, ValueError) as exc:
         raise SpecError(f"recertification.current_data: {template!r} is not a valid template: {exc}") from exc
-    path = resolve_path(filled, base_dir)
+    path = resolve_path(filled, base_dir, field="recertification.current_data")
     where = f"(recertification.current_data {template!r}, date {ds})"
     if glob.has_magic(str(path)):
         matches = [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
         if not matches:
             raise DataError(f"recertification.current_data: no current data: no file matches {str(path)!r} {where}")
-        return max(matches, key=lambda p: (p.stat().st_mtime, p.name))
+        newest = max(matches, key=lambda p: (p.stat().st_mtime, p.name))
+        # A match may be a symlink: the same data-root rule as every other path, after resolving it.
+        return resolve_path(str(newest), base_dir, field="recertification.current_data")
     if not path.is_file():
         raise DataError(f"recertification.current_data: no current data: {str(path)!r} does not exist {where}")
     return path

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from modelcert.context import EvalContext
-from modelcert.errors import ArtifactError
+from modelcert.errors import ArtifactError, SpecError
 from modelcert.evidence import collect_evidence
 from modelcert.spec import load_spec, parse_spec
 from tests.conftest import write_synthetic
@@ -107,3 +107,20 @@ def test_cli_validate_prints_message_without_traceback(tmp_path: Path, capsys: p
     assert "use_case.risk_tier: 'extreme' is not allowed" in err
     assert "data: required field is missing" in err
     assert "Traceback" not in err
+
+
+def test_recertification_glob_match_symlinked_outside_is_refused(tmp_path: Path) -> None:
+    """The data-root rule holds for the newest match of a recertification glob too (symlinks resolved)."""
+    from modelcert.recertify import resolve_current_data
+
+    spec_dir = tmp_path / "proj" / "specs"
+    prod = tmp_path / "proj" / "prod"
+    spec_dir.mkdir(parents=True)
+    prod.mkdir()
+    (prod / "batch_2026-01-01.csv").write_text("a\n1\n")
+    assert resolve_current_data("../prod/batch_*.csv", spec_dir, "2026-01-02").name == "batch_2026-01-01.csv"
+    secret = tmp_path / "elsewhere.csv"
+    secret.write_text("a\n2\n")
+    (prod / "batch_2026-01-02.csv").symlink_to(secret)  # newer by name (and mtime): the newest match
+    with pytest.raises(SpecError, match=r"recertification.current_data: .*outside the allowed data roots"):
+        resolve_current_data("../prod/batch_*.csv", spec_dir, "2026-01-02")
