@@ -142,6 +142,8 @@ Column = Annotated[str, Field(min_length=1, max_length=200)]
 #: Free text shown to approvers; unicode is fine (stored as parameters, escaped in HTML), length is bounded.
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+#: A file path as written in the spec (resolved and confined to the data roots by ``resolve_path``).
+PathText = Annotated[str, Field(min_length=1, max_length=1024)]
 MAX_COLUMNS = 10_000
 
 
@@ -151,7 +153,7 @@ class ModelSection(_Strict):
     version: str = Field(pattern=VERSION_PATTERN)
     #: The submitter: accountable for the model, never one of its approvers.
     owner: str = Field(pattern=PERSON_PATTERN)
-    artifact: ShortText | None = None
+    artifact: PathText | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     format: Literal["skops", "joblib"] | None = None
     task: Literal["binary_classification"] = "binary_classification"
@@ -234,12 +236,12 @@ class ProtectedAttribute(_Strict):
 
 
 class DataSection(_Strict):
-    train: ShortText | None = None
-    test: ShortText
+    train: PathText | None = None
+    test: PathText
     #: Drift reference; defaults to the training data.
-    reference: ShortText | None = None
+    reference: PathText | None = None
     #: Production-like data for drift; drift is not applicable without it.
-    current: ShortText | None = None
+    current: PathText | None = None
     label: Column
     #: Label value that is the positive class (what the model predicts as 1).
     positive_label: Scalar = 1
@@ -400,7 +402,7 @@ class RecertificationSection(_Strict):
 
     #: A file, or a glob (the newest match wins), relative to the spec's folder. ``{ds}`` (YYYY-MM-DD) and
     #: ``{ds_nodash}`` are the recertification run's logical date, e.g. "../prod/german_credit_{ds}.csv".
-    current_data: ShortText
+    current_data: PathText
     #: Stages re-run on the current data. Default: data_quality, drift, performance, fairness (the last two are
     #: recorded not applicable when the current data has no labels).
     stages: list[Literal["data_quality", "drift", "performance", "fairness", "robustness"]] | None = Field(
