@@ -102,7 +102,7 @@ def _construct_mapping(loader: _NoDuplicateKeys, node: yaml.MappingNode, deep: b
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_short(key)}", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_short(repr(key))}", key_node.start_mark)
         seen.add(key)
     return dict(loader.construct_pairs(node, deep=deep))
 
@@ -127,7 +127,14 @@ def load_policy(path: str | Path | None = None) -> Policy:
         raise PolicyError(f"policy: {_short(str(p))} has {st.st_size} bytes; at most {MAX_POLICY_BYTES} allowed")
     raw = p.read_bytes()
     try:
-        data = yaml.load(raw.decode("utf-8"), Loader=_NoDuplicateKeys)  # noqa: S506 - a SafeLoader subclass
+        text = raw.decode("utf-8")
+        # No aliases: a reviewed policy has no need for them, and a few hundred bytes of nested aliases expand
+        # to gigabytes (checked on the event stream, before anything is constructed).
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise PolicyError(f"policy: {_short(str(p))} uses a YAML alias at line {event.start_mark.line + 1}; "
+                                  "aliases are not allowed in the policy")
+        data = yaml.load(text, Loader=_NoDuplicateKeys)  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError:
         raise PolicyError(f"policy: {_short(str(p))} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
@@ -141,8 +148,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "policy"
-        raise PolicyError(f"policy.{loc}: {_short(first['msg'], 160)} (in {_short(str(p))}; "
+        loc = "".join(f".{x}" for x in first["loc"])
+        raise PolicyError(f"policy{loc}: {_short(first['msg'], 160)} (in {_short(str(p))}; "
                           f"{exc.error_count()} problem(s))") from None
     policy._sha256 = hashlib.sha256(raw).hexdigest()
     policy._source = str(p)
