@@ -199,9 +199,10 @@ class IsolatedModel:
     # ------------------------------------------------------------------------------------ protocol
     @staticmethod
     def _read_paths() -> list[str]:
-        """What the model process may read: the Python installation (stdlib, venv site-packages) only."""
+        """What the model process may read: the Python installation (stdlib, the venv's site-packages) only —
+        not the other sys.path entries (the repository, dags, plugins: beside them live the embedded
+        database and Airflow's configuration)."""
         paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
-        paths |= {p for p in sys.path if p and os.path.isdir(p)}
         return sorted({os.path.realpath(p) for p in paths} | paths)
 
     def _call(self, method: str, X: Any) -> np.ndarray:
