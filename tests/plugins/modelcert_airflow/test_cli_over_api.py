@@ -114,7 +114,7 @@ def test_unknown_run_through_the_api(cli: Callable[..., Any], token: Callable[..
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELCERT_TOKEN", token("bob"))
     code, _, err = cli("approve", "no-such-run", "--role", "model_validator")
-    assert code == 2 and "no certification run with id 'no-such-run'" in err
+    assert code == 2 and "'no-such-run' is not a run id" in err
 
 
 def test_direct_path_needs_an_approver(db_url: str, monkeypatch: pytest.MonkeyPatch,
@@ -124,3 +124,14 @@ def test_direct_path_needs_an_approver(db_url: str, monkeypatch: pytest.MonkeyPa
     assert code == 2 and "--approver is required without MODELCERT_API_URL" in capsys.readouterr().err
     assert main(["--database-url", db_url, "approve", waiting, "--role", "model_validator", "--approver", "bob"]) == 0
     assert "approved run" in capsys.readouterr().out
+
+
+def test_the_short_run_id_status_prints_works_over_the_api(cli: Callable[..., Any], password: Any, engine: Any,
+                                                           waiting: str) -> None:
+    code, out, err = cli("approve", waiting[:8], "--role", "model_validator", "--user", "bob", "--password",
+                         password("bob"))
+    assert code == 0, err
+    assert f"approved run {waiting} as bob" in out
+    code, _, err = cli("approve", "ffff0000", "--role", "model_validator", "--user", "bob", "--password",
+                       password("bob"))
+    assert code == 2 and "no certification run with id or id prefix 'ffff0000'" in err
