@@ -510,3 +510,22 @@ def test_entry_point_prints_no_traceback(case: Case, tmp_path: Path, models: dic
     assert "Traceback" not in proc.stderr + proc.stdout
     line = _one_line(proc.stderr)
     assert all(part in line for part in case.expect), line
+
+
+def test_entry_point_run_records_error_without_traceback(tmp_path: Path, models: dict[str, bytes], corpus_db: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``modelcert run`` of an alias bomb, as a user runs it: one line, exit 2, and a run in ``error``."""
+    exe = Path(sys.executable).with_name("modelcert")
+    if not exe.is_file():
+        pytest.skip(f"no modelcert entry point next to {sys.executable}")
+    case = next(c for c in CASES if c.id == "alias_bomb")
+    spec = _prepare(tmp_path, models, case, monkeypatch)
+    proc = subprocess.run([str(exe), "--database-url", corpus_db, "run", str(spec)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "expands to more than 20000 YAML nodes" in _one_line(proc.stderr)
+    with get_engine(corpus_db).connect() as conn:
+        statuses = conn.execute(select(CertificationRun.status)
+                                .where(CertificationRun.spec_path == str(spec.resolve()))).scalars().all()
+    assert statuses == ["error"]
