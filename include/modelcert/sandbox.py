@@ -56,8 +56,19 @@ BASE_ENV = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin", "OM
 SKOPS_HINT = "hand the model over as skops (format: skops) instead"
 
 # Children are spawned from one long-lived thread: PR_SET_PDEATHSIG fires when the *thread* that forked
-# the child exits, and a stage may first touch ctx.model from a short-lived worker thread.
-_spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelcert-sandbox-spawn")
+# the child exits, and a stage may first touch ctx.model from a short-lived worker thread. One per process:
+# after a fork (Airflow forks task processes) the parent's thread does not exist in the child.
+_spawners: dict[int, ThreadPoolExecutor] = {}
+_spawners_lock = threading.Lock()
+
+
+def _spawner() -> ThreadPoolExecutor:
+    with _spawners_lock:
+        pid = os.getpid()
+        if pid not in _spawners:
+            _spawners.clear()
+            _spawners[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelcert-sandbox-spawn")
+        return _spawners[pid]
 
 
 def _tail(text: str, limit: int = STDERR_TAIL) -> str:
@@ -134,7 +145,7 @@ class IsolatedModel:
         argv = [sys.executable, "-I", "-B", "-c",
                 "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')", str(WORKER), json.dumps(cfg)]
         try:
-            self._proc = _spawner.submit(
+            self._proc = _spawner().submit(
                 subprocess.Popen, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
                 cwd=self._scratch, env=env, close_fds=True, start_new_session=True).result()
         except OSError as exc:

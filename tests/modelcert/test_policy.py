@@ -135,3 +135,17 @@ def test_register_records_a_policy_refusal_as_error_and_never_unpickles(tmp_path
     line = f"model.format: joblib is not allowed for risk tier high by policy 2026-12 (sha256 {sha[:8]}…); allowed: skops"
     assert any(line in r for r in reasons), reasons
     assert not marker.exists()
+
+
+def test_validate_refuses_high_tier_joblib_before_anything_is_loaded(tmp_path: Path) -> None:
+    """``modelcert validate`` and ``register`` share the preflight, which applies the policy first."""
+    from modelcert.preflight import preflight
+
+    marker = tmp_path / "ran"
+    spec_path = joblib_spec(tmp_path, pickle_bytes(_Reduce(marker.write_text, "ran")), tier="high")
+    with pytest.raises(SpecError) as err:
+        preflight(spec_path)
+    assert [p for p in err.value.problems if p.startswith("model.format: ")] == [
+        f"model.format: joblib is not allowed for risk tier high by policy 2026-12 "
+        f"(sha256 {policy.load_policy(policy.DEFAULT_POLICY_FILE).sha256[:8]}…); allowed: skops"]
+    assert not marker.exists()

@@ -379,3 +379,20 @@ def test_proxy_mirrors_the_model_and_dies_with_its_owner(tmp_path: Path) -> None
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     child = int(out.stdout.split()[0])
     assert pid_gone(child)
+
+
+def test_a_lockdown_step_failing_in_the_worker_refuses_the_model(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed inside the worker too: when one isolation step fails (here its parent check, fed a pid that
+    is not its parent), the worker exits before reading the artifact and the model is refused."""
+    marker = tmp_path / "ran"
+    real_getpid = os.getpid
+    monkeypatch.setattr(sandbox.os, "getpid", lambda: real_getpid() + 10**6)
+    with pytest.raises(ArtifactError) as err:
+        sandbox.IsolatedModel(pickle_bytes(_Reduce(marker.write_text, "ran")), source="m.joblib")
+    monkeypatch.undo()
+    message = str(err.value)
+    assert message.startswith("model.format: a joblib (pickle) model runs only in an isolated process and the kernel "
+                              "refused to isolate it (isolation unavailable: the certifier exited before")
+    assert message.endswith("skops (format: skops) instead") and "\n" not in message
+    assert not marker.exists()
