@@ -183,7 +183,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         task = progress.add_task("stages", total=len(stages))
         for name in stages:
             progress.update(task, description=f"{name:<13}")
-            summary = pipeline.run_stage(engine, reg.run_id, name)
+            try:
+                summary = pipeline.run_stage(engine, reg.run_id, name)
+            except ModelcertError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - run_stage stored it as the stage's error; the gate decides
+                import traceback
+
+                from modelcert.safe_yaml import clip
+
+                _log_traceback("run", traceback.format_exc())
+                summary = {"stage": name, "status": "error", "reason": f"unexpected {type(exc).__name__}: "
+                           f"{clip(str(exc), 200)}", "checks": 0, "failed": [], "seconds": 0.0}
             results.append(summary)
             colour = {"passed": "green", "failed": "red", "error": "red", "not_applicable": "yellow"}[summary["status"]]
             progress.console.print(f"  {name:<13} [{colour}]{summary['status']:<15}[/{colour}] {summary['seconds']:>6.1f}s"

@@ -179,3 +179,24 @@ def test_unreachable_database_is_one_line(capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "cannot use the results database" in err and "MODELCERT_DATABASE_URL" in err
+
+
+def test_run_with_a_crashing_stage_ends_in_error_without_traceback(
+        demo_build: Path, db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected exception inside a stage is stored as that stage's error; the other stages still run, the
+    gate decides `error` (never `running` forever) and the user sees one line, not a traceback."""
+    from modelcert.stages import get_stage
+
+    drift = type(get_stage("drift"))
+
+    def crash(self: object, ctx: object) -> object:
+        raise RuntimeError("simulated crash inside the drift library")
+
+    monkeypatch.setattr(drift, "run", crash)
+    code = main(["--database-url", db_url, "--json", "run", str(SPECS / "compas_audit.yaml")])
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.out + cap.err
+    out = json.loads(cap.out)
+    assert code == 2 and out["status"] == "error", out  # EXIT_ERROR
+    assert any("drift" in r and "simulated crash" in r for r in out["reasons"])
+    assert {s["stage"]: s["status"] for s in out["stages"]}["fairness"] == "failed"  # later stages still ran
