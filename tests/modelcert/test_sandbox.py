@@ -376,7 +376,9 @@ def test_proxy_mirrors_the_model_and_dies_with_its_owner(tmp_path: Path) -> None
         os._exit(0)
     """)
     (tmp_path / "svc.joblib").write_bytes(pickle_bytes(svc))
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    # TMPDIR: the dead certifier cannot remove its model's scratch dir; keep it below tmp_path
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "TMPDIR": str(tmp_path)})
     child = int(out.stdout.split()[0])
     assert pid_gone(child)
 
