@@ -159,8 +159,14 @@ class _Listener:
 
         try:
             await asyncio.wait_for(asyncio.to_thread(select_one), timeout=timeout)
-        except (Exception, asyncio.TimeoutError) as exc:  # noqa: BLE001
-            self.lost(f"liveness check failed ({_one_line(exc) if str(exc) else type(exc).__name__})")
+        except asyncio.TimeoutError:
+            # The server does not answer but the socket is open (a hung backend, a half-open network path):
+            # shut the socket down so the thread blocked in SELECT 1 returns instead of hanging forever.
+            _shutdown_socket(conn)
+            self.lost(f"liveness check got no answer within {timeout:g}s")
+            return False
+        except Exception as exc:  # noqa: BLE001
+            self.lost(f"liveness check failed ({_one_line(exc)})")
             return False
         self._attach()
         return True
@@ -181,6 +187,24 @@ class _Listener:
         if self.conn is not None:
             _close_quietly(self.conn)
             self.conn = None
+
+
+def _shutdown_socket(conn: Any) -> None:
+    """Shut down the connection's socket under libpq (a duplicate descriptor, so libpq still owns and closes
+    its own): any read blocked on it returns at once."""
+    import os
+    import socket
+
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+    except Exception:  # noqa: BLE001 - already closed: nothing can block on it
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def _close_quietly(conn: Any) -> None:

