@@ -372,3 +372,39 @@ def test_a_silently_dead_listen_connection_is_found_by_the_liveness_check(
     finally:
         safety_net.cancel()
         thaw()
+
+
+# ------------------------------------------------------------------------------------------- errors
+def test_an_unknown_run_is_reported_at_once_not_retried(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real answer ("no such run") is not an outage: one error event, immediately, marked not retryable."""
+    from modelcert_airflow.triggers import SignoffTrigger
+
+    monkeypatch.setenv("MODELCERT_DATABASE_URL", db_url)
+    events, seconds = asyncio.run(_events(SignoffTrigger(run_id="no-such-run", poll_interval=600), limit=10))
+    assert [(e.payload["state"], e.payload["retryable"]) for e in events] == [("error", False)]
+    assert "RunNotFound" in events[0].payload["detail"] and seconds < 5
+
+
+def test_an_outage_longer_than_the_window_ends_with_the_real_cause(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens where the database should be: the trigger retries with backoff for outage_timeout,
+    then reports the connection failure itself (retryable), not a generic error on the first hiccup."""
+    from modelcert_airflow.sensors import SignoffSensor
+    from modelcert_airflow.triggers import SignoffTrigger
+
+    monkeypatch.setenv("MODELCERT_DATABASE_URL", f"postgresql://postgres@/modelcert?host={tmp_path}&port=1")
+    trigger = SignoffTrigger(run_id="r1", poll_interval=600, outage_timeout=2.0)
+    events, seconds = asyncio.run(_events(trigger, limit=20))
+    assert len(events) == 1
+    payload = events[0].payload
+    assert (payload["state"], payload["retryable"]) == ("error", True)
+    assert payload["detail"].startswith("results database unreachable for ") and "OperationalError" in payload["detail"]
+    assert 2.0 <= seconds < 10
+    # The sensor turns it into a retryable task failure (an infrastructure fault, not a verdict).
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    with pytest.raises(AirflowException, match="sign-off state unavailable") as info:
+        SignoffSensor(task_id="s", run_id="r1").execute_complete({}, payload)
+    assert not isinstance(info.value, AirflowFailException)
+    with pytest.raises(AirflowFailException):
+        SignoffSensor(task_id="s", run_id="r1").execute_complete({}, {**payload, "retryable": False})
