@@ -469,6 +469,7 @@ def promote(engine: Engine, run_id: str) -> dict[str, Any]:
     """Issue the certificate once the quorum of approvals for this run's evidence exists."""
     with transaction(engine) as s:
         run = load_run(s, run_id)
+        s.refresh(run, with_for_update=True)  # two promotes at once (task and retry): the second sees the first's certificate
         existing = s.execute(select(Certificate).where(Certificate.run_id == run_id)).scalar_one_or_none()
         if existing is not None:
             return certificate_dict(existing)

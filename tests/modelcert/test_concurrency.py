@@ -221,3 +221,20 @@ def test_the_same_spec_run_twice_at_once(db_url: str, engine: Any, tmp_path: Pat
     assert _scalar(engine, select(func.count()).select_from(ModelVersion)) == 1
     with reader(engine) as s:
         assert audit.verify(s).ok
+
+
+def test_two_promotions_of_one_run_at_once_issue_one_certificate(engine: Any, spec_path: Path,
+                                                                 verdicts: dict[str, str]) -> None:
+    """A promote task and its overlapping retry (or the sign-off DAG and a manual promote): one certificate,
+    both callers get it, no IntegrityError on uq_certificates_run_id."""
+    from modelcert.db.models import Certificate
+    from modelcert.governance import Identity, record_decision
+    from tests.lifecycle import ROLES
+
+    for it in range(8):
+        run_id = run_all(engine, spec_path, key=f"promote/{it}")
+        for name, role in (("bob", "model_validator"), ("dave", "risk_officer")):
+            record_decision(engine, run_id, Identity(name, "t"), role=role, decision="approve", roles=ROLES)
+        certs = race(3, lambda i: pipeline.promote(engine, run_id))
+        assert len({c["certificate_id"] for c in certs}) == 1
+        assert _scalar(engine, select(func.count()).select_from(Certificate).where(Certificate.run_id == run_id)) == 1
