@@ -231,7 +231,10 @@ def run_stage(engine: Engine, run_id: str, stage_name: str, *, attempt: int = 1)
     stage = get_stage(stage_name)
     started = utcnow()
     t0 = time.perf_counter()
-    result, unexpected = guarded(stage_name, stage.library, lambda: stage.run(ctx))
+    try:
+        result, unexpected = guarded(stage_name, stage.library, lambda: stage.run(ctx))
+    finally:
+        ctx.close()  # an isolated model process ends with its stage, not at garbage collection
     duration = time.perf_counter() - t0
     save_stage(engine, run_id, result, started=started, duration_s=duration, attempt=attempt)
     if unexpected is not None:

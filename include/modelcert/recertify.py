@@ -287,14 +287,17 @@ def recertify(engine: Engine, certificate_id: str, *, dag_id: str, airflow_run_i
 
     unexpected: BaseException | None = None
     shared = EvalContext(spec=effective, base_dir=base_dir, evidence=evidence)
-    for stage_name in section.effective_stages:
-        started = utcnow()
-        t0 = time.perf_counter()
-        result, failure = guarded(stage_name, get_stage(stage_name).library,
-                                  lambda: _run_stage(stage_name, effective, shared, section, base_dir, evidence))
-        unexpected = unexpected or failure
-        save_stage(engine, run_id, result, started=started, duration_s=time.perf_counter() - t0, attempt=attempt,
-                   audit_unchanged=False, audit_extra={"kind": KIND})
+    try:
+        for stage_name in section.effective_stages:
+            started = utcnow()
+            t0 = time.perf_counter()
+            result, failure = guarded(stage_name, get_stage(stage_name).library,
+                                      lambda: _run_stage(stage_name, effective, shared, section, base_dir, evidence))
+            unexpected = unexpected or failure
+            save_stage(engine, run_id, result, started=started, duration_s=time.perf_counter() - t0,
+                       attempt=attempt, audit_unchanged=False, audit_extra={"kind": KIND})
+    finally:
+        shared.close()  # the stages share one model (and one isolated process, for a pickle artifact)
 
     out = _decide(engine, run_id, cert.id, section, previous, ds=ds, now=now)
     if unexpected is not None:

@@ -274,8 +274,13 @@ def test_benign_joblib_model_certifies_through_the_sandbox(tmp_path: Path, engin
     monkeypatch.setattr(pipeline, "get_stage",
                         lambda name: FakeStage(name) if name in ("data_quality", "drift") else real(name))
     reg = pipeline.register(engine, path, run_key="joblib/1", triggered_by="alice")
+    import psutil
+
+    me = psutil.Process()
     for name in STAGE_NAMES:
         pipeline.run_stage(engine, reg.run_id, name)
+        # each stage stops its model process when it ends (a long-lived worker must not collect them)
+        assert not [c for c in me.children(recursive=True) if "sandbox_worker" in " ".join(c.cmdline())], name
     decision = pipeline.decide(engine, reg.run_id)
     with reader(engine) as s:
         stages = {r.stage: r for r in s.execute(select(StageResult)).scalars()}
