@@ -57,3 +57,8 @@ class SignoffError(ModelcertError):
     def __init__(self, message: str, *, code: str = "refused") -> None:
         self.code = code
         super().__init__(message)
+
+
+class LifecycleError(ModelcertError):
+    """A run or certificate cannot make the transition asked for from the state it is in (or its recorded
+    history is not a path the lifecycle allows)."""

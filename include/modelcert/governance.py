@@ -6,6 +6,10 @@
 - One person counts once per run (a second decision by the same person is refused).
 - An approval names the evidence digest it approves; any other digest is refused.
 - A decline needs a reason and ends the run as ``declined``.
+- The quorum: per role the spec's ``required_approvals`` (the one place it is read from), counting only approvals
+  of the run's evidence digest, one per person (:func:`quorum_missing`).
+
+State changes (declined, revoked) are made by ``modelcert.lifecycle``; this module decides who may make them.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import yaml
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 
-from modelcert import audit
+from modelcert import audit, lifecycle
 from modelcert.db.models import CertificationRun, Signoff
 from modelcert.db.session import reader, transaction
-from modelcert.errors import SignoffError
-from modelcert.pipeline import load_run
+from modelcert.errors import LifecycleError, SignoffError
+from modelcert.lifecycle import load_run
 from modelcert.spec import parse_spec
 
 ROLES_ENV = "MODELCERT_ROLES_FILE"
@@ -55,6 +59,17 @@ def load_roles(path: str | Path | None = None) -> dict[str, set[str]]:
 def roles_of(user: str, roles: dict[str, set[str]] | None = None) -> set[str]:
     roles = roles if roles is not None else load_roles()
     return {role for role, users in roles.items() if user in users}
+
+
+def quorum_missing(required: dict[str, int], approvals: list[Signoff], digest: str) -> dict[str, int]:
+    """Approvals still needed per role (``required`` is the spec's ``required_approvals``); only approvals of this
+    evidence digest count, one per person."""
+    counted: dict[str, set[str]] = {}
+    for a in approvals:
+        if a.decision == "approve" and a.evidence_digest == digest:
+            counted.setdefault(a.role, set()).add(a.approver)
+    return {role: n - len(counted.get(role, set())) for role, n in required.items()
+            if n - len(counted.get(role, set())) > 0}
 
 
 def _check(run: CertificationRun, name: str, role: str, held: set[str], *, digest: str,
@@ -112,10 +127,7 @@ def record_decision(engine: Engine, run_id: str, who: Identity, *, role: str,
         # Wakes the sign-off trigger at commit (LISTEN modelcert_signoff) instead of it polling faster.
         s.execute(text("SELECT pg_notify(:channel, :run)"), {"channel": SIGNOFF_CHANNEL, "run": run_id})
         if decision == "decline":
-            run.status = "declined"
-            run.reasons = [f"declined by {who.name} ({role}): {comment}"]
-            audit.append(s, actor=who.name, action="run_declined", entity_type="run", entity_id=run_id,
-                         payload={"reason": comment})
+            lifecycle.decline(s, run, actor=who.name, role=role, reason=comment)
         return {"run_id": run_id, "approver": who.name, "role": role, "decision": decision,
                 "evidence_digest": digest, "run_status": run.status}
 
@@ -136,7 +148,7 @@ def resolve_certificate_id(engine: Engine, ref: str) -> str:
 def revoke_certificate(engine: Engine, cert_ref: str, who: Identity, *, reason: str,
                        roles: dict[str, set[str]] | None = None) -> dict[str, object]:
     """Revoke a certificate: only a holder of a certification role, always with a reason, audited."""
-    from modelcert.db.models import Certificate, ModelVersion
+    from modelcert.db.models import Certificate
 
     if not reason.strip():
         raise SignoffError("a revocation needs a reason (--reason)", code="invalid")
@@ -145,19 +157,17 @@ def revoke_certificate(engine: Engine, cert_ref: str, who: Identity, *, reason: 
         raise SignoffError(f"{who.name} holds no certification role and cannot revoke certificates", code="forbidden")
     cert_id = resolve_certificate_id(engine, cert_ref)
     with transaction(engine) as s:
+        model_version_id = s.execute(select(Certificate.model_version_id).where(Certificate.id == cert_id)).scalar_one()
+        mv = lifecycle.lock_model_version(s, model_version_id)  # the lifecycle's lock order: model version first
         cert = s.get(Certificate, cert_id, with_for_update=True)
         assert cert is not None
         if cert.status == "revoked":
             raise SignoffError(f"certificate {cert_id} is already revoked ({cert.status_reason})", code="duplicate")
-        previous = cert.status
-        cert.status = "revoked"
-        cert.status_reason = f"revoked by {who.name}: {reason}"
-        mv = s.get(ModelVersion, cert.model_version_id)
-        if mv is not None and mv.status in ("certified", "suspended"):
-            mv.status = "revoked"
-        audit.append(s, actor=who.name, action="certificate_revoked", entity_type="certificate", entity_id=cert_id,
-                     payload={"previous_status": previous, "reason": reason, "roles": sorted(held),
-                              "authenticated_via": who.authenticated_via})
+        try:
+            previous = lifecycle.revoke(s, cert, mv, actor=who.name, reason=reason,
+                                        payload={"roles": sorted(held), "authenticated_via": who.authenticated_via})
+        except LifecycleError as exc:
+            raise SignoffError(str(exc), code="invalid") from exc
         return {"certificate_id": cert_id, "status": cert.status, "previous_status": previous, "reason": reason}
 
 

@@ -2,6 +2,9 @@
 
 Each function is one Airflow task (the DAG only wires them) and is also what ``modelcert run`` calls
 in-process. Every function is idempotent: calling it again for the same run replaces, never duplicates.
+State changes (running, the verdict, error, superseded, certified) are made by ``modelcert.lifecycle``; the
+steps here gather what they rest on. Recertification (``modelcert.recertify``) uses the same stage runner,
+result store and gate, with its own spec transform and effect.
 """
 
 from __future__ import annotations
@@ -9,14 +12,14 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from modelcert import audit
+from modelcert import audit, lifecycle
 from modelcert.context import EvalContext
 from modelcert.db.models import (
     Certificate,
@@ -26,6 +29,8 @@ from modelcert.db.models import (
     Signoff,
     StageResult,
 )
+from modelcert.governance import quorum_missing
+from modelcert.lifecycle import CERTIFICATION, SYSTEM, TERMINAL, is_final, load_run, utcnow
 from modelcert.db.session import reader, transaction
 from modelcert.errors import ModelcertError, RunNotFound, SpecError, StoreError
 from modelcert.evidence import Evidence
@@ -33,12 +38,8 @@ from modelcert.spec import CertificationSpec, parse_spec
 from modelcert.stages import STAGE_NAMES, get_stage
 from modelcert.stages.base import StageOutcome, enforce_evaluated, library_version
 
-TERMINAL = ("certified", "declined", "signoff_timeout")
-SYSTEM = "modelcert"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+__all__ = ["TERMINAL", "SYSTEM", "load_run", "utcnow", "quorum_missing", "register", "run_stage", "save_stage",
+           "gate", "decide", "signoff_state", "mark_signoff_timeout", "promote"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def register(engine: Engine, spec_path: str | Path, *, run_key: str, triggered_b
 
     path = Path(spec_path).resolve()
     try:
-        checked = preflight(path)
+        checked = preflight(path, engine=engine)
     except ModelcertError as exc:
         _record_register_error(engine, path, run_key, exc, triggered_by, dag_id, airflow_run_id)
         raise
@@ -90,16 +91,11 @@ def _register_run(engine: Engine, spec: CertificationSpec, text: str, evidence: 
                   triggered_by: str | None, dag_id: str | None, airflow_run_id: str | None) -> Registered:
     """Create or restart the run row of a spec that passed preflight, in one transaction."""
     with transaction(engine) as s:
-        _lock_run_key(s, run_key)
+        run, previous = lifecycle.open_run(s, run_key, kind=CERTIFICATION)
+        if previous in TERMINAL:
+            raise ModelcertError(f"run {run.id} ({run_key}) is already {previous}; start a new run instead of re-running it")
         mv = _model_version(s, spec)
-        run = s.execute(select(CertificationRun).where(CertificationRun.run_key == run_key)).scalar_one_or_none()
-        if run is not None and run.status in TERMINAL:
-            raise ModelcertError(f"run {run.id} ({run_key}) is already {run.status}; start a new run instead of re-running it")
-        reused = run is not None
-        if run is None:
-            run = CertificationRun(run_key=run_key, status="running")
-            s.add(run)
-        changed = reused and run.evidence_digest != evidence.digest
+        changed = previous is not None and run.evidence_digest != evidence.digest
         run.model_version_id = mv.id
         run.spec = spec.model_dump(mode="json")
         run.spec_path = str(path)
@@ -111,21 +107,15 @@ def _register_run(engine: Engine, spec: CertificationSpec, text: str, evidence: 
         run.triggered_by = triggered_by
         run.airflow_dag_id = dag_id
         run.airflow_run_id = airflow_run_id
-        previous = run.status
-        run.status = "running"
-        run.reasons = []
-        run.decided_at = None
-        run.awaiting_since = None
-        s.flush()
-        if not reused:
-            audit.append(s, actor=triggered_by or spec.model.owner, action="run_registered", entity_type="run",
-                         entity_id=run.id, payload={"model": spec.model.name, "version": spec.model.version,
-                                                    "evidence_digest": evidence.digest, "run_key": run_key})
-        elif changed or previous != "running":
-            audit.append(s, actor=triggered_by or SYSTEM, action="run_restarted", entity_type="run", entity_id=run.id,
-                         payload={"previous_status": previous, "evidence_digest": evidence.digest,
-                                  "evidence_changed": changed})
-        return Registered(run.id, run.status, evidence.digest, spec.model.name, spec.model.version, reused)
+        restart = ({"evidence_digest": evidence.digest, "evidence_changed": changed}
+                   if changed or previous not in (None, "running") else None)
+        lifecycle.start_run(s, run, previous,
+                            actor=triggered_by or (spec.model.owner if previous is None else SYSTEM),
+                            payload={"model": spec.model.name, "version": spec.model.version,
+                                     "evidence_digest": evidence.digest, "run_key": run_key},
+                            restart_payload=restart)
+        return Registered(run.id, run.status, evidence.digest, spec.model.name, spec.model.version,
+                          previous is not None)
 
 
 def _model_version(s: Session, spec: CertificationSpec) -> ModelVersion:
@@ -138,18 +128,6 @@ def _model_version(s: Session, spec: CertificationSpec) -> ModelVersion:
               .on_conflict_do_nothing(index_elements=[ModelVersion.name, ModelVersion.version]))
     return s.execute(select(ModelVersion).where(ModelVersion.name == spec.model.name,
                                                 ModelVersion.version == spec.model.version)).scalar_one()
-
-
-#: Namespace (first key) of the transaction-level advisory locks that serialize registrations of one run key.
-_RUN_KEY_LOCK = 7305_0701
-
-
-def _lock_run_key(s: Session, run_key: str) -> None:
-    """Serialize everything that creates or restarts the run of ``run_key`` (a task and its overlapping retry):
-    the second waits for the first to commit, then finds and reuses its row instead of inserting a duplicate."""
-    from sqlalchemy import text
-
-    s.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:key))"), {"ns": _RUN_KEY_LOCK, "key": run_key})
 
 
 def _clip(text: str, limit: int) -> str:
@@ -181,38 +159,25 @@ def _record_register_error(engine: Engine, path: Path, run_key: str, exc: Except
     dag_id = _clip(dag_id, 250) if dag_id is not None else None
     airflow_run_id = _clip(airflow_run_id, 250) if airflow_run_id is not None else None
     with transaction(engine) as s:
-        _lock_run_key(s, run_key)
-        run = s.execute(select(CertificationRun).where(CertificationRun.run_key == run_key)).scalar_one_or_none()
-        if run is not None and run.status in TERMINAL:
+        run, previous = lifecycle.open_run(s, run_key, kind=CERTIFICATION)
+        if previous in TERMINAL:
             return
-        if run is None:
-            run = CertificationRun(run_key=run_key, spec={}, spec_path=_clip(str(path), 4096),
-                                   spec_base_dir=_clip(str(path.parent), 4096), spec_text=text, evidence={},
-                                   evidence_digest="", submitter="unknown")
-            s.add(run)
-        run.status = "error"
-        run.reasons = [reason]
-        run.decided_at = utcnow()
+        if previous is None:
+            run.spec, run.spec_text, run.evidence, run.evidence_digest = {}, text, {}, ""
+            run.spec_path, run.spec_base_dir = _clip(str(path), 4096), _clip(str(path.parent), 4096)
+            run.submitter = "unknown"
         run.triggered_by = triggered_by
         run.airflow_dag_id = dag_id
         run.airflow_run_id = airflow_run_id
-        s.flush()
-        audit.append(s, actor=triggered_by or SYSTEM, action="run_error", entity_type="run", entity_id=run.id,
-                     payload={"stage": "register", "reason": reason})
+        lifecycle.record_error(s, run, previous, [reason], actor=triggered_by or SYSTEM,
+                               payload={"stage": "register", "reason": reason})
 
 
 # ------------------------------------------------------------------------------------------- stages
-def load_run(s: Session, run_id: str) -> CertificationRun:
-    run = s.get(CertificationRun, run_id)
-    if run is None:
-        raise RunNotFound(f"no certification run with id {run_id!r}")
-    return run
-
-
 def context_for(run: CertificationRun) -> EvalContext:
     spec = parse_spec(run.spec, source=run.spec_path)
     ev = run.evidence or {}
-    evidence = Evidence(spec_sha256=ev.get("spec_sha256", ""), files=ev.get("files", {}))
+    evidence = Evidence(spec_sha256=ev.get("spec_sha256", ""), files=ev.get("files", {}), policy=ev.get("policy") or {})
     return EvalContext(spec=spec, base_dir=Path(run.spec_base_dir), evidence=evidence)
 
 
@@ -223,7 +188,7 @@ def run_stage(engine: Engine, run_id: str, stage_name: str, *, attempt: int = 1)
     returned; unexpected exceptions are recorded too, then re-raised so the orchestrator can retry."""
     with reader(engine) as s:
         run = load_run(s, run_id)
-        if run.status in TERMINAL:
+        if is_final(run):
             raise ModelcertError(f"run {run_id} is {run.status}; its stages can no longer change")
         if not run.spec:
             raise SpecError("the run has no valid spec (registration failed)", source=run.spec_path)
@@ -334,7 +299,9 @@ def gate(s: Session, run_id: str, stages: Iterable[str]) -> tuple[dict[str, Stag
         .order_by(StageResult.stage, CheckResult.position)
     ).all()
     failures = [f"{stage}: {c.name}{f'[{c.subject}]' if c.subject else ''}: {c.message}" for c, stage in failed]
-    return results, errors, failures
+    from modelcert.policy_store import gate_failures  # the risk policy's minimum robustness evidence
+
+    return results, errors, failures + gate_failures(s, run_id, results)
 
 
 def decide(engine: Engine, run_id: str) -> dict[str, Any]:
@@ -364,42 +331,37 @@ def _record_decide_error(engine: Engine, run_id: str, reason: str) -> None:
     """Mark a run whose gate failed as ``error`` (own transaction), unless it already reached a final state."""
     with transaction(engine) as s:
         run = load_run(s, run_id)
-        if run.status in TERMINAL:
+        s.refresh(run, with_for_update=True)
+        if is_final(run):
             return
-        previous = run.status
-        run.status = "error"
-        run.reasons = [_clip(reason, 4000)]
-        run.decided_at = utcnow()
-        run.awaiting_since = None
-        audit.append(s, actor=SYSTEM, action="run_error", entity_type="run", entity_id=run.id,
-                     payload={"stage": "decide", "previous_status": previous, "reason": run.reasons[0]})
+        reason = _clip(reason, 4000)
+        lifecycle.record_error(s, run, run.status, [reason], actor=SYSTEM, payload={"stage": "decide", "reason": reason})
 
 
 def _decide(engine: Engine, run_id: str) -> dict[str, Any]:
-    """The gate itself, in one transaction (the status and its audit event commit together or not at all)."""
+    """The gate itself, in one transaction (the status and its audit event commit together or not at all).
+
+    A run that reaches awaiting sign-off supersedes every other run of its model version still awaiting
+    sign-off: two runs of one version never both wait (the model version row is locked first, so two decides
+    at once serialize and the second supersedes the first)."""
     with transaction(engine) as s:
         run = load_run(s, run_id)
-        if run.status in TERMINAL:
+        if is_final(run) or not run.spec:
             return {"run_id": run_id, "status": run.status, "reasons": run.reasons}
-        if not run.spec:
+        if run.model_version_id is not None:
+            lifecycle.lock_model_version(s, run.model_version_id)
+        s.refresh(run, with_for_update=True)
+        if is_final(run):
             return {"run_id": run_id, "status": run.status, "reasons": run.reasons}
         _, errors, failures = gate(s, run_id, STAGE_NAMES)
-        if errors:
-            status, reasons = "error", errors + failures
-        elif failures:
-            status, reasons = "rejected", failures
-        else:
-            status, reasons = "awaiting_signoff", []
-        if run.status != status or run.reasons != reasons:
-            previous = run.status
-            run.status = status
-            run.reasons = reasons
-            run.decided_at = utcnow()
-            run.awaiting_since = run.decided_at if status == "awaiting_signoff" else None
-            audit.append(s, actor=SYSTEM, action=f"run_{status}", entity_type="run", entity_id=run.id,
-                         payload={"previous_status": previous, "reasons": reasons})
+        status, reasons = lifecycle.verdict(CERTIFICATION, errors, failures)
+        older = lifecycle.waiting_runs_to_supersede(s, run) if status == "awaiting_signoff" else []
+        lifecycle.decide(s, run, status, reasons, baseline=(run.status, list(run.reasons or [])))
+        for other in older:
+            lifecycle.supersede_run(s, other, run)
         return {"run_id": run_id, "status": run.status, "reasons": run.reasons,
-                "required_approvals": parse_spec(run.spec).required_approvals}
+                "required_approvals": parse_spec(run.spec).required_approvals,
+                "superseded": [other.id for other in older]}
 
 
 # ------------------------------------------------------------------------------------------- sign-off
@@ -419,16 +381,6 @@ class SignoffState:
         return d
 
 
-def quorum_missing(required: dict[str, int], approvals: list[Signoff], digest: str) -> dict[str, int]:
-    """Approvals still needed per role; only approvals of this evidence digest count, one per person."""
-    counted: dict[str, set[str]] = {}
-    for a in approvals:
-        if a.decision == "approve" and a.evidence_digest == digest:
-            counted.setdefault(a.role, set()).add(a.approver)
-    return {role: n - len(counted.get(role, set())) for role, n in required.items()
-            if n - len(counted.get(role, set())) > 0}
-
-
 def signoff_state(engine: Engine, run_id: str, *, now: datetime | None = None) -> SignoffState:
     now = now or utcnow()
     with reader(engine) as s:
@@ -442,6 +394,9 @@ def signoff_state(engine: Engine, run_id: str, *, now: datetime | None = None) -
             return SignoffState("approved", run.status, {}, approvers, None)
         if run.status == "signoff_timeout":
             return SignoffState("timeout", run.status, {}, approvers, None)
+        if run.status == "superseded":
+            return SignoffState("not_awaiting", run.status, {}, approvers, None,
+                                "; ".join(run.reasons or []) or "run is superseded")
         if run.status != "awaiting_signoff":
             return SignoffState("not_awaiting", run.status, {}, approvers, None, f"run is {run.status}")
         spec = parse_spec(run.spec)
@@ -456,57 +411,60 @@ def signoff_state(engine: Engine, run_id: str, *, now: datetime | None = None) -
 
 
 def mark_signoff_timeout(engine: Engine, run_id: str) -> None:
-    """A timeout never approves: the run ends as ``signoff_timeout``."""
+    """A timeout never approves: the run ends as ``signoff_timeout`` (nothing happens if it is no longer
+    awaiting sign-off)."""
     with transaction(engine) as s:
         run = load_run(s, run_id)
-        if run.status != "awaiting_signoff":
-            return
-        run.status = "signoff_timeout"
-        run.reasons = ["required approvals were not given before the sign-off timeout"]
-        audit.append(s, actor=SYSTEM, action="run_signoff_timeout", entity_type="run", entity_id=run.id,
-                     payload={"awaiting_since": run.awaiting_since})
+        s.refresh(run, with_for_update=True)
+        lifecycle.signoff_timeout(s, run)
 
 
 # ------------------------------------------------------------------------------------------- promote
+def recheck(s: Session, run: CertificationRun) -> None:
+    """Before a certificate is issued: the run's stored stage results pass the gate again, recomputed from the
+    stage and check rows (not from ``run.status``): every expected stage present, none in error or failed, no
+    required check failed or left unjudged. Raises a one-line LifecycleError naming what does not hold."""
+    from modelcert.errors import LifecycleError
+
+    results, errors, failures = gate(s, run.id, STAGE_NAMES)
+    problems = errors + failures
+    problems += [f"{r.stage}: stored as {r.status}" for r in results.values()
+                 if r.status not in ("passed", "not_applicable") and r.status != "error"]
+    unjudged = s.execute(
+        select(CheckResult.name, StageResult.stage).join(StageResult, CheckResult.stage_result_id == StageResult.id)
+        .where(StageResult.run_id == run.id, CheckResult.required.is_(True), CheckResult.passed.is_(None))).all()
+    problems += [f"{stage}: required check {name} has no verdict" for name, stage in unjudged]
+    if problems:
+        shown = "; ".join(_clip(p, 160) for p in problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
+        raise LifecycleError(f"run {run.id} is {run.status} but its stored stage results do not pass the gate: "
+                             f"{shown}; no certificate is issued")
+
+
 def promote(engine: Engine, run_id: str) -> dict[str, Any]:
-    """Issue the certificate once the quorum of approvals for this run's evidence exists."""
+    """Issue the certificate once the quorum of approvals for this run's evidence exists.
+
+    Re-checks first what the certificate rests on, whatever ``run.status`` says: the stage results pass the gate
+    (:func:`recheck`) and the run's audited state history is a legal path ending in awaiting sign-off
+    (``lifecycle.certify``). The model version's older valid certificates become ``superseded``."""
     with transaction(engine) as s:
         run = load_run(s, run_id)
+        mv = lifecycle.lock_model_version(s, run.model_version_id) if run.model_version_id is not None else None
         s.refresh(run, with_for_update=True)  # two promotes at once (task and retry): the second sees the first's certificate
         existing = s.execute(select(Certificate).where(Certificate.run_id == run_id)).scalar_one_or_none()
         if existing is not None:
             return certificate_dict(existing)
-        if run.status != "awaiting_signoff":
+        if run.status != "awaiting_signoff" or mv is None:
             raise ModelcertError(f"run {run_id} is {run.status}; only a run awaiting sign-off with its quorum is promoted")
+        recheck(s, run)
         spec = parse_spec(run.spec)
         signoffs = list(s.execute(select(Signoff).where(Signoff.run_id == run_id)).scalars())
         missing = quorum_missing(spec.required_approvals, signoffs, run.evidence_digest)
         if missing:
             raise ModelcertError(f"run {run_id} lacks approvals: {missing}")
-        now = utcnow()
         approvers = [{"approver": x.approver, "role": x.role} for x in signoffs
                      if x.decision == "approve" and x.evidence_digest == run.evidence_digest]
-        # A newer certificate supersedes the model version's older valid ones.
-        for old in s.execute(select(Certificate).where(Certificate.model_version_id == run.model_version_id,
-                                                       Certificate.status == "valid")).scalars():
-            old.status = "revoked"
-            old.status_reason = f"superseded by the certificate of run {run_id}"
-            audit.append(s, actor=SYSTEM, action="certificate_revoked", entity_type="certificate",
-                         entity_id=old.id, payload={"reason": old.status_reason})
-        cert = Certificate(run_id=run_id, model_version_id=run.model_version_id, status="valid",
-                           evidence_digest=run.evidence_digest, approvers=approvers, valid_from=now,
-                           valid_until=now + spec.certificate.valid_for)
-        s.add(cert)
-        run.status = "certified"
-        mv = s.get(ModelVersion, run.model_version_id)
-        assert mv is not None
-        mv.status = "certified"
-        s.flush()
-        audit.append(s, actor=SYSTEM, action="run_certified", entity_type="run", entity_id=run.id,
-                     payload={"certificate": cert.id, "approvers": approvers})
-        audit.append(s, actor=SYSTEM, action="certificate_issued", entity_type="certificate", entity_id=cert.id,
-                     payload={"run": run.id, "model": mv.name, "version": mv.version,
-                              "valid_until": cert.valid_until, "evidence_digest": cert.evidence_digest})
+        cert = lifecycle.certify(s, run, mv, approvers=approvers, valid_for=spec.certificate.valid_for,
+                                 replaced=lifecycle.valid_certificates(s, mv))
         return certificate_dict(cert, model=mv.name, version=mv.version)
 
 

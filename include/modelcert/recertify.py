@@ -15,6 +15,11 @@ certification's thresholds and the section's overrides. The result is a run of k
 Certificates past ``valid_until`` become ``expired``. Every change is audited in the transaction that makes it,
 and only a change is: re-running a day's recertification replaces the same rows and adds no audit event, no
 second suspension. Everything here is plain library code (no Airflow); ``dags/recertify_models.py`` wires it.
+
+This is the certification path (``modelcert.lifecycle`` for every state change; ``pipeline.guarded``,
+``save_stage`` and ``gate`` for the stages and the verdict) with two differences: the spec is transformed
+(:func:`recertification_spec`) and the verdict's effect is on the certificate (checked / suspended / unchanged)
+instead of a sign-off.
 """
 
 from __future__ import annotations
@@ -23,14 +28,14 @@ import glob
 import re
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from modelcert import audit
+from modelcert import audit, lifecycle
 from modelcert.context import EvalContext
 from modelcert.db.models import AuditEvent, Certificate, CertificationRun, ModelVersion, StageResult
 from modelcert.db.session import reader, transaction
@@ -45,20 +50,16 @@ from modelcert.spec import (
     parse_spec,
     resolve_path,
 )
+from modelcert.lifecycle import RECERTIFICATION, SYSTEM, utcnow
 from modelcert.pipeline import gate, guarded, save_stage
 from modelcert.stages import get_stage
 from modelcert.stages.base import StageOutcome, not_applicable, outcome
 
-KIND = "recertification"
-SYSTEM = "modelcert"
+KIND = RECERTIFICATION
 #: Audit action recording that a suspension was announced (the Airflow asset event for deployment DAGs).
 ANNOUNCED = "certificate_suspension_announced"
 DEFAULT_EXPIRING_WITHIN_DAYS = 14
 _DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def run_key(dag_id: str, airflow_run_id: str, model: str, version: str) -> str:
@@ -68,14 +69,7 @@ def run_key(dag_id: str, airflow_run_id: str, model: str, version: str) -> str:
 
 # ------------------------------------------------------------------------------------------- expiry
 def _expire(s: Session, cert: Certificate, mv: ModelVersion) -> dict[str, Any]:
-    cert.status = "expired"
-    cert.status_reason = f"validity ended {cert.valid_until.isoformat()}"
-    others = s.execute(select(Certificate.id).where(Certificate.model_version_id == mv.id, Certificate.id != cert.id,
-                                                    Certificate.status == "valid")).first()
-    if others is None and mv.status == "certified":
-        mv.status = "expired"
-    audit.append(s, actor=SYSTEM, action="certificate_expired", entity_type="certificate", entity_id=cert.id,
-                 payload={"model": mv.name, "version": mv.version, "valid_until": cert.valid_until})
+    lifecycle.expire(s, cert, mv)
     return {"certificate_id": cert.id, "model": mv.name, "version": mv.version,
             "valid_until": cert.valid_until.isoformat(), "status": cert.status}
 
@@ -84,10 +78,15 @@ def expire_due(engine: Engine, *, now: datetime | None = None) -> list[dict[str,
     """Mark every valid certificate whose validity has ended as ``expired`` (idempotent: only valid ones move)."""
     now = now or utcnow()
     with transaction(engine) as s:
+        due = s.execute(select(Certificate.model_version_id).where(Certificate.status == "valid",
+                                                                   Certificate.valid_until <= now)).scalars().all()
+        # The lifecycle's lock order: model versions first (sorted: two expiries at once never deadlock).
+        versions = [lifecycle.lock_model_version(s, mv_id) for mv_id in sorted(set(due))]
         rows = s.execute(
             select(Certificate, ModelVersion)
             .join(ModelVersion, Certificate.model_version_id == ModelVersion.id)
-            .where(Certificate.status == "valid", Certificate.valid_until <= now)
+            .where(Certificate.status == "valid", Certificate.valid_until <= now,
+                   Certificate.model_version_id.in_([mv.id for mv in versions]))
             .order_by(ModelVersion.name, ModelVersion.version)
             .with_for_update(of=Certificate)
         ).all()
@@ -110,7 +109,11 @@ def find_targets(engine: Engine, *, now: datetime | None = None) -> list[dict[st
             .order_by(ModelVersion.name, ModelVersion.version, Certificate.issued_at)
         ).all()
     out = []
+    from modelcert.policy import recertification_due
+
     for cert, mv, spec in rows:
+        if not recertification_due(mv.risk_tier, cert.last_checked_at, now):
+            continue  # checked more recently than the risk policy's recertify_every for its tier
         section = (spec or {}).get("recertification")
         within = int((section or {}).get("expiring_within_days", DEFAULT_EXPIRING_WITHIN_DAYS))
         days_left = (cert.valid_until - now).total_seconds() / 86400
@@ -240,9 +243,9 @@ def recertify(engine: Engine, certificate_id: str, *, dag_id: str, airflow_run_i
         return {**base, "status": "skipped", "note": f"the certificate is {cert.status}, not valid"}
     if cert.valid_until <= now:
         with transaction(engine) as s:
-            locked = s.get(Certificate, cert.id, with_for_update=True)
-            mv_locked = s.get(ModelVersion, cert.model_version_id)
-            assert locked is not None and mv_locked is not None
+            mv_locked = lifecycle.lock_model_version(s, cert.model_version_id)
+            locked = s.get(Certificate, cert.id, with_for_update=True, populate_existing=True)
+            assert locked is not None
             if locked.status == "valid":
                 _expire(s, locked, mv_locked)
         return {**base, "status": "expired", "certificate_status": "expired",
@@ -325,33 +328,26 @@ def _start_run(engine: Engine, key: str, cert: Certificate, mv: ModelVersion, ce
                effective: CertificationSpec, evidence: Evidence, section: RecertificationSection, *, ds: str,
                dag_id: str, airflow_run_id: str,
                triggered_by: str | None) -> tuple[str, tuple[str | None, list[Any]]]:
-    """Create (or reuse, by run key) the recertification run; returns its id and the previous verdict."""
+    """Create (or reuse, by run key) the recertification run; returns its id and the previous verdict.
+
+    Only a new run is audited (``recertification_started``): re-running a day adds no event."""
     with transaction(engine) as s:
-        run = s.execute(select(CertificationRun).where(CertificationRun.run_key == key)
-                        .with_for_update()).scalar_one_or_none()
-        new = run is None
-        previous: tuple[str | None, list[Any]] = (None, []) if run is None else (run.status, list(run.reasons or []))
-        if run is None:
-            run = CertificationRun(run_key=key, kind=KIND)
-            s.add(run)
+        run, previous_status = lifecycle.open_run(s, key, kind=KIND)
+        previous: tuple[str | None, list[Any]] = (previous_status, list(run.reasons or []) if previous_status else [])
         _fill_run(run, cert, mv, cert_run, dag_id=dag_id, airflow_run_id=airflow_run_id, triggered_by=triggered_by)
         run.spec = effective.model_dump(mode="json")
         run.evidence = {**evidence.as_dict(), "ds": ds, "current_data_template": section.current_data,
                         "certification_run_id": cert_run.id, "certificate_id": cert.id,
                         "stages": section.effective_stages}
         run.evidence_digest = evidence.digest
-        run.status = "running"
-        s.flush()
+        lifecycle.start_run(s, run, previous_status, actor=triggered_by or SYSTEM,
+                            payload={"model": mv.name, "version": mv.version, "certificate": cert.id, "ds": ds,
+                                     "run_key": key, "current_data": evidence.files["current"],
+                                     "evidence_digest": evidence.digest, "stages": section.effective_stages})
         # Stages no longer in the plan (the same run key re-run after a code change) do not linger.
         for old in s.execute(select(StageResult).where(StageResult.run_id == run.id,
                                                        StageResult.stage.not_in(section.effective_stages))).scalars():
             s.delete(old)
-        if new:
-            audit.append(s, actor=triggered_by or SYSTEM, action="recertification_started", entity_type="run",
-                         entity_id=run.id, payload={"model": mv.name, "version": mv.version, "certificate": cert.id,
-                                                    "ds": ds, "run_key": key, "current_data": evidence.files["current"],
-                                                    "evidence_digest": evidence.digest,
-                                                    "stages": section.effective_stages})
         return run.id, previous
 
 
@@ -375,75 +371,50 @@ def _record_error(engine: Engine, key: str, cert: Certificate, mv: ModelVersion,
     """The checks could not even start (no current data, unreadable spec): an ``error`` run, audited once per
     change; the certificate is unchanged."""
     with transaction(engine) as s:
-        run = s.execute(select(CertificationRun).where(CertificationRun.run_key == key)
-                        .with_for_update()).scalar_one_or_none()
-        new = run is None
-        if run is None:
-            run = CertificationRun(run_key=key, kind=KIND)
-            s.add(run)
-        changed = new or run.status != "error" or list(run.reasons or []) != reasons
+        run, previous = lifecycle.open_run(s, key, kind=KIND)
         _fill_run(run, cert, mv, cert_run, dag_id=dag_id, airflow_run_id=airflow_run_id, triggered_by=triggered_by)
         # Nothing was judged: no evidence files, the certified spec as it is.
         run.spec = cert_run.spec
         run.evidence_digest = ""
         run.evidence = {"ds": ds, "current_data_template": template, "certification_run_id": cert_run.id,
                         "certificate_id": cert.id, "files": {}}
-        run.status = "error"
-        run.reasons = reasons
-        s.flush()
+        lifecycle.record_error(s, run, previous, reasons, actor=SYSTEM, now=now, only_if_changed=True,
+                               payload={"model": mv.name, "version": mv.version, "certificate": cert.id, "ds": ds,
+                                        "run_key": key, "reasons": reasons})
         for old in s.execute(select(StageResult).where(StageResult.run_id == run.id)).scalars():
             s.delete(old)  # results of an earlier attempt judged data that is no longer there
-        if changed:
-            run.decided_at = now
-            audit.append(s, actor=SYSTEM, action="recertification_error", entity_type="run", entity_id=run.id,
-                         payload={"model": mv.name, "version": mv.version, "certificate": cert.id, "ds": ds,
-                                  "run_key": key, "reasons": reasons})
         return _outcome_dict(run, cert, mv, {})
 
 
 def _decide(engine: Engine, run_id: str, certificate_id: str, section: RecertificationSection,
             previous: tuple[str | None, list[Any]], *, ds: str, now: datetime) -> dict[str, Any]:
-    """The recertification's verdict and what it does to the certificate, in one transaction."""
+    """The recertification's verdict (the certification gate, :func:`lifecycle.verdict`) and its effect on the
+    certificate, in one transaction: failed → suspended; passed → checked (``last_checked_at`` moves); error →
+    unchanged. Audited only when the verdict changed (a re-run of the day adds nothing, never a second
+    suspension)."""
     with transaction(engine) as s:
-        run = s.get(CertificationRun, run_id, with_for_update=True)
-        cert = s.get(Certificate, certificate_id, with_for_update=True)
+        cert_row = s.get(Certificate, certificate_id)
+        assert cert_row is not None
+        mv = lifecycle.lock_model_version(s, cert_row.model_version_id)  # lock order: version, certificate, run
+        cert = s.get(Certificate, certificate_id, with_for_update=True, populate_existing=True)
+        run = s.get(CertificationRun, run_id, with_for_update=True, populate_existing=True)
         assert run is not None and cert is not None
-        mv = s.get(ModelVersion, cert.model_version_id, with_for_update=True)
-        assert mv is not None
         results, errors, failures = gate(s, run_id, section.effective_stages)
         if not errors and results and all(r.status == "not_applicable" for r in results.values()):
             errors.append("no recertification stage applies: " + "; ".join(f"{r.stage}: {r.reason}"
                                                                            for r in results.values()))
-        if errors:
-            status, reasons = "error", errors + failures
-        elif failures:
-            status, reasons = "failed", failures
-        else:
-            status, reasons = "passed", []
-        changed = previous != (status, reasons)
-        run.status = status
-        run.reasons = reasons
-        if changed or run.decided_at is None:
-            run.decided_at = now
+        status, reasons = lifecycle.verdict(KIND, errors, failures)
+        changed = lifecycle.decide(s, run, status, reasons, baseline=previous, now=now,
+                                   payload={"certificate": cert.id, "model": mv.name, "version": mv.version, "ds": ds})
         transition: str | None = None
-        if changed:
-            audit.append(s, actor=SYSTEM, action=f"recertification_{status}", entity_type="run", entity_id=run.id,
-                         payload={"previous_status": previous[0], "reasons": reasons, "certificate": cert.id,
-                                  "model": mv.name, "version": mv.version, "ds": ds})
         if status == "failed" and cert.status == "valid":
-            cert.status = "suspended"
-            cert.status_reason = (f"recertification on {ds} failed (run {run.id}): " + "; ".join(reasons))
-            cert.last_checked_at = now
-            mv.status = "suspended"
+            lifecycle.suspend(s, cert, mv, now=now,
+                              reason=f"recertification on {ds} failed (run {run.id}): " + "; ".join(reasons),
+                              payload={"recertification_run": run.id, "ds": ds, "reasons": reasons})
             transition = "suspended"
-            audit.append(s, actor=SYSTEM, action="certificate_suspended", entity_type="certificate", entity_id=cert.id,
-                         payload={"model": mv.name, "version": mv.version, "recertification_run": run.id, "ds": ds,
-                                  "reasons": reasons})
         elif status == "passed" and cert.status == "valid" and changed:
-            cert.last_checked_at = now
+            lifecycle.mark_checked(s, cert, mv, now=now, payload={"recertification_run": run.id, "ds": ds})
             transition = "checked"
-            audit.append(s, actor=SYSTEM, action="certificate_checked", entity_type="certificate", entity_id=cert.id,
-                         payload={"model": mv.name, "version": mv.version, "recertification_run": run.id, "ds": ds})
         s.flush()
         return _outcome_dict(run, cert, mv, {r.stage: r.status for r in results.values()}, transition=transition)
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -35,15 +36,45 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES = ("running", "error", "rejected", "awaiting_signoff", "certified", "declined", "signoff_timeout")
-#: Run kinds: a certification (spec → stages → gate → sign-off → certificate) or a scheduled recertification
-#: of a certificate on production data.
-RUN_KINDS = ("certification", "recertification")
+#: The states a run or a certificate can be in. The transitions between them live in ``modelcert.lifecycle``
+#: (the only code that changes them); the migration ``0003`` makes the database refuse any other value.
+CertificationRunStatus = Literal["running", "error", "rejected", "awaiting_signoff", "certified", "declined",
+                                 "signoff_timeout", "superseded"]
 #: Statuses of a recertification run: every check holds, a required check failed (certificate suspended), or
 #: the checks could not be made (e.g. no current data; the certificate is unchanged, ops are told).
-RECERTIFICATION_STATUSES = ("running", "passed", "failed", "error")
-STAGE_STATUSES = ("passed", "failed", "error", "not_applicable")
-CERT_STATUSES = ("valid", "expired", "suspended", "revoked")
+RecertificationStatus = Literal["running", "passed", "failed", "error"]
+RunStatus = Literal[CertificationRunStatus, RecertificationStatus]
+#: Run kinds: a certification (spec → stages → gate → sign-off → certificate) or a scheduled recertification
+#: of a certificate on production data.
+RunKind = Literal["certification", "recertification"]
+CertificateStatus = Literal["valid", "expired", "suspended", "revoked", "superseded"]
+#: A model version's status mirrors its latest certificate.
+ModelVersionStatus = Literal["registered", "certified", "suspended", "expired", "revoked"]
+StageStatus = Literal["passed", "failed", "error", "not_applicable"]
+
+RUN_STATUSES: tuple[str, ...] = get_args(CertificationRunStatus)
+RUN_KINDS: tuple[str, ...] = get_args(RunKind)
+RECERTIFICATION_STATUSES: tuple[str, ...] = get_args(RecertificationStatus)
+STAGE_STATUSES: tuple[str, ...] = get_args(StageStatus)
+CERT_STATUSES: tuple[str, ...] = get_args(CertificateStatus)
+MODEL_VERSION_STATUSES: tuple[str, ...] = get_args(ModelVersionStatus)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    """SQL of a CHECK constraint: ``column`` holds one of ``values`` (constants of this module, not input)."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+#: The CHECK constraints of migration 0003, by table (name → SQL), shared with it so the two cannot drift.
+STATE_CHECKS: dict[str, dict[str, str]] = {
+    "model_versions": {"status": _in("status", MODEL_VERSION_STATUSES)},
+    "certification_runs": {
+        "kind": _in("kind", RUN_KINDS),
+        "status": f"(kind = 'certification' AND {_in('status', RUN_STATUSES)}) OR "
+                  f"(kind = 'recertification' AND {_in('status', RECERTIFICATION_STATUSES)})",
+    },
+    "certificates": {"status": _in("status", CERT_STATUSES)},
+}
 
 
 def _uuid() -> str:
@@ -57,15 +88,16 @@ class Base(DeclarativeBase):
 
 class ModelVersion(Base):
     __tablename__ = "model_versions"
-    __table_args__ = (UniqueConstraint("name", "version"),)
+    __table_args__ = (UniqueConstraint("name", "version"),
+                      *(CheckConstraint(sql, name=n) for n, sql in STATE_CHECKS["model_versions"].items()))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
     version: Mapped[str] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(String(128))
     risk_tier: Mapped[str] = mapped_column(String(16))
-    #: registered | certified | suspended | expired | revoked (mirrors the latest certificate)
-    status: Mapped[str] = mapped_column(String(32), default="registered")
+    #: Mirrors the latest certificate; changed only by ``modelcert.lifecycle``.
+    status: Mapped[ModelVersionStatus] = mapped_column(String(32), default="registered")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     runs: Mapped[list["CertificationRun"]] = relationship(back_populates="model_version", lazy="raise")
@@ -73,15 +105,17 @@ class ModelVersion(Base):
 
 class CertificationRun(Base):
     __tablename__ = "certification_runs"
-    __table_args__ = (UniqueConstraint("run_key"),)
+    __table_args__ = (UniqueConstraint("run_key"),
+                      *(CheckConstraint(sql, name=n) for n, sql in STATE_CHECKS["certification_runs"].items()))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
     #: Idempotency key: "<dag_id>/<run_id>" for Airflow, "cli/<uuid>" for in-process runs.
     run_key: Mapped[str] = mapped_column(String(512))
     #: NULL only for a run whose spec could not even be parsed (recorded as error).
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
-    kind: Mapped[str] = mapped_column(String(16), default="certification")
-    status: Mapped[str] = mapped_column(String(32), default="running", index=True)
+    kind: Mapped[RunKind] = mapped_column(String(16), default="certification")
+    #: Changed only by ``modelcert.lifecycle`` (one function per transition, each audited).
+    status: Mapped[RunStatus] = mapped_column(String(32), default="running", index=True)
     reasons: Mapped[list[Any]] = mapped_column(default=list)
     spec: Mapped[dict[str, Any]] = mapped_column()
     spec_path: Mapped[str] = mapped_column(Text)
@@ -167,12 +201,14 @@ class Signoff(Base):
 
 class Certificate(Base):
     __tablename__ = "certificates"
-    __table_args__ = (UniqueConstraint("run_id"),)
+    __table_args__ = (UniqueConstraint("run_id"),
+                      *(CheckConstraint(sql, name=n) for n, sql in STATE_CHECKS["certificates"].items()))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
     run_id: Mapped[str] = mapped_column(ForeignKey("certification_runs.id", ondelete="RESTRICT"))
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="valid")
+    #: Changed only by ``modelcert.lifecycle``; ``superseded`` names the newer certificate in ``status_reason``.
+    status: Mapped[CertificateStatus] = mapped_column(String(16), default="valid")
     status_reason: Mapped[str] = mapped_column(Text, default="")
     evidence_digest: Mapped[str] = mapped_column(String(64))
     approvers: Mapped[list[Any]] = mapped_column(default=list)
