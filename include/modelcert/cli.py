@@ -429,17 +429,32 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from modelcert import audit
+    from modelcert import audit, checkpoints
     from modelcert.db.session import reader
 
+    written = None
     with reader(_engine(args)) as s:
         res = audit.verify(s)
+        if res.ok and args.checkpoint:
+            written = checkpoints.write_current(s, reason="verify")
     if args.json:
-        _print_json(res.__dict__)
-    elif res.ok:
-        _console().print(f"[green]audit log intact[/green]: {res.rows} events, hash chain verified")
+        _print_json({**res.__dict__, "checkpoint_written": written})
+        return 0 if res.ok else EXIT_ERROR
+    con = _console()
+    if res.ok:
+        con.print(f"[green]audit log intact[/green]: {res.rows} events ({res.mode}), {res.sealed_rows} evidence "
+                  f"rows match their seals, {res.checkpoints} checkpoint(s) hold")
     else:
-        _console().print(f"[red]audit log TAMPERED[/red]: first bad row {res.first_bad_id}: {res.problem}")
+        where = f"first bad row {res.first_bad_id}: " if res.first_bad_id is not None else ""
+        con.print(f"[red]audit log TAMPERED[/red]: {where}{escape(res.problem)}")
+        for more in res.problems[1:10]:
+            con.print(f"  also: {escape(more)}")
+        if res.problem_count > 10:
+            con.print(f"  … and {res.problem_count - 10} more problem(s)")
+    for note in res.notes:
+        con.print(f"[yellow]note[/yellow]: {escape(note)}")
+    if written:
+        con.print(f"checkpoint written to {escape(str(checkpoints.path()))}: row {written['last_id']}")
     return 0 if res.ok else EXIT_ERROR
 
 
@@ -530,8 +545,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("certificate", help="certificate id or unique prefix")
     sp.add_argument("--by", required=True, help="who revokes (must hold a certification role)")
     sp.add_argument("--reason", required=True)
-    sp = add("audit", cmd_audit_verify, "verify the audit log's hash chain")
+    sp = add("audit", cmd_audit_verify, "verify the audit chain, every evidence row's seal and the checkpoints")
     sp.add_argument("action", choices=["verify"])
+    sp.add_argument("--checkpoint", action="store_true",
+                    help="after a clean verification, append the chain head to the checkpoint file "
+                         "(MODELCERT_AUDIT_CHECKPOINTS)")
     sp = add("db", cmd_db, "migrate the results database")
     sp.add_argument("action", choices=["upgrade", "downgrade", "current"])
     sp.add_argument("revision", nargs="?")
