@@ -428,6 +428,44 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy(args: argparse.Namespace) -> int:
+    """``policy show``: the policy in force (and whether it is the last applied one); ``policy apply FILE
+    --user NAME``: a policy admin changes it (validated, written atomically, audited with old and new sha256)."""
+    from modelcert import policy_store
+
+    if args.action == "apply":
+        if not args.file or not args.user:
+            raise ModelcertError("policy apply: give the policy FILE and --user NAME (a holder of the policy_admin role)")
+        out = policy_store.apply_policy(_engine(args), args.file, user=args.user)
+        if args.json:
+            _print_json(out)
+        elif out["applied"]:
+            _console().print(escape(f"applied policy {out['version']} sha256 {out['sha256']} to {out['path']} "
+                                    f"(was {out['previous_version']} sha256 {out['previous_sha256']}), by {args.user}"))
+        else:
+            _console().print(escape(f"policy {out['version']} sha256 {out['sha256'][:8]}… is already in force; nothing changed"))
+        return 0
+    out = policy_store.show(_engine(args))
+    if args.json:
+        _print_json(out)
+        return 0
+    con = _console()
+    con.print(escape(f"policy {out['version']} sha256 {out['sha256']}  ({out['path']})"))
+    last = out.get("last_applied")
+    con.print(escape(f"  last applied: {last['version']} sha256 {last['sha256'][:8]}… by {last['by']} at {last['at']}"
+                     if last else "  last applied: none yet (the first run records this file as the initial policy)"))
+    if not out.get("in_force", True):
+        con.print("  [red]the file differs from the last applied policy: runs refuse to start until it is applied[/red]")
+    for name, t in out["tiers"].items():
+        con.print(escape(f"  {name}: stages {', '.join(t['mandatory_stages']) or '-'}; quorum {t['signoff']}; "
+                         f"validity <= {t['max_validity_days']:g}d; recertify every {t['recertify_every_days']:g}d; "
+                         f"attacks >= {t['min_attacks_executed']}"))
+        for check, bound in t["floors"].items():
+            mark = " (mandatory)" if check in t["mandatory_checks"] else ""
+            con.print(escape(f"      {check} {bound}{mark}"))
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from modelcert import audit, checkpoints
     from modelcert.db.session import reader
@@ -545,6 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("certificate", help="certificate id or unique prefix")
     sp.add_argument("--by", required=True, help="who revokes (must hold a certification role)")
     sp.add_argument("--reason", required=True)
+    sp = add("policy", cmd_policy, "show the risk policy in force, or apply a new one (policy_admin only)")
+    sp.add_argument("action", choices=["show", "apply"])
+    sp.add_argument("file", nargs="?", help="apply: the new policy YAML")
+    sp.add_argument("--user", help="apply: who applies it (must hold the policy_admin role)")
     sp = add("audit", cmd_audit_verify, "verify the audit chain, every evidence row's seal and the checkpoints")
     sp.add_argument("action", choices=["verify"])
     sp.add_argument("--checkpoint", action="store_true",

@@ -30,14 +30,22 @@ class Evidence:
     spec_sha256: str
     #: name ("model", "train", "test", …) -> {"path": str, "sha256": str, "bytes": int}
     files: dict[str, dict[str, str | int]] = field(default_factory=dict)
+    #: The risk policy the run is judged under, {"version", "sha256"} (covered by the digest: an approval binds it).
+    policy: dict[str, str] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
-        payload = {"spec": self.spec_sha256, "files": {k: v["sha256"] for k, v in sorted(self.files.items())}}
+        payload: dict[str, object] = {"spec": self.spec_sha256,
+                                      "files": {k: v["sha256"] for k, v in sorted(self.files.items())}}
+        if self.policy:
+            payload["policy"] = self.policy
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def as_dict(self) -> dict[str, object]:
-        return {"spec_sha256": self.spec_sha256, "files": self.files, "digest": self.digest}
+        out: dict[str, object] = {"spec_sha256": self.spec_sha256, "files": self.files, "digest": self.digest}
+        if self.policy:
+            out["policy"] = self.policy
+        return out
 
 
 def dataset_paths(spec: CertificationSpec, base_dir: Path) -> dict[str, Path]:

@@ -9,14 +9,20 @@ anything, so it stays cheap (a few reads of the data).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelcert.context import EvalContext
 from modelcert.errors import ArtifactError, DataError, SpecError
 from modelcert.evidence import DATASETS, Evidence, collect_evidence
 from modelcert.safe_yaml import clip, short
 from modelcert.spec import CertificationSpec, load_spec, resolve_path
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from modelcert.policy import Policy
 
 #: Undeclared columns named in a refusal (the count is always given).
 SHOWN_COLUMNS = 5
@@ -27,35 +33,50 @@ class Preflight:
     """A spec that passed every up-front check, with what was computed on the way."""
 
     path: Path
+    #: The effective spec (``modelcert.policy.effective``): the one stored as ``run.spec`` and judged.
     spec: CertificationSpec
+    #: The spec's text as submitted (kept as evidence; its sha256 is in the evidence digest).
     text: str
+    #: Hashes of everything judged, with the policy's version and sha256.
     evidence: Evidence
     #: dataset role -> (rows, columns)
     shapes: dict[str, tuple[int, int]]
+    #: The spec as the submitter wrote it (before the policy transform).
+    submitted: CertificationSpec
+    #: The risk policy the run is judged under.
+    policy: "Policy"
 
 
-def preflight(spec_path: str | Path) -> Preflight:
+def preflight(spec_path: str | Path, *, engine: "Engine | None" = None) -> Preflight:
     """Run every up-front check on the spec at ``spec_path``; raise the first problem as a ModelcertError whose
-    message names the field and what is allowed."""
+    message names the field and what is allowed. With ``engine`` (registering a run) the policy file must also
+    be the last one applied in that database (``modelcert.policy_store.ensure_in_force``)."""
     path = Path(spec_path).resolve()
-    spec, text = load_spec(path)
+    submitted, text = load_spec(path)
     base = path.parent
-    check_paths(spec, base)
-    _enforce_policy(spec)
+    check_paths(submitted, base)
+    policy, spec = _apply_policy(submitted, engine)
     check_protected_features(spec)
-    evidence = collect_evidence(spec, text, base)
+    evidence = replace(collect_evidence(spec, text, base), policy=policy.identity)
     check_artifact_types(spec, base)
     ctx = EvalContext(spec=spec, base_dir=base, evidence=evidence)
     shapes = check_columns(ctx)
     check_values(ctx)
-    return Preflight(path=path, spec=spec, text=text, evidence=evidence, shapes=shapes)
+    return Preflight(path=path, spec=spec, text=text, evidence=evidence, shapes=shapes, submitted=submitted,
+                     policy=policy)
 
 
-def _enforce_policy(spec: CertificationSpec) -> None:
-    """The institution's bar (``modelcert.policy``): the submitter cannot choose how their model is judged."""
-    from modelcert import policy
+def _apply_policy(spec: CertificationSpec, engine: "Engine | None") -> tuple["Policy", CertificationSpec]:
+    """The institution's bar (``modelcert.policy``): the submitter cannot choose how their model is judged. A spec
+    that loosens the policy is refused; one that complies becomes the effective spec (stricter of both)."""
+    from modelcert import policy as policies
 
-    policy.enforce(spec)
+    policy = policies.load_policy()
+    if engine is not None:
+        from modelcert.policy_store import ensure_in_force
+
+        ensure_in_force(engine, policy)
+    return policy, policies.effective(spec, policy)
 
 
 def check_paths(spec: CertificationSpec, base: Path) -> None:

@@ -37,14 +37,10 @@ def _scalar(v: Any) -> Any:
 
 
 Scalar = Annotated[Union[bool, int, float, str], PlainValidator(_scalar)]
+#: Tiers every risk policy defines; a policy may add more (``modelcert.policy``), and a submitted spec may name
+#: any tier of the policy in force. The sign-off quorum per tier is the policy's (``signoff`` of the tier).
 RISK_TIERS = ("low", "medium", "high")
-
-#: Approvals required when the spec does not name them, per risk tier (distinct people, one role each).
-DEFAULT_SIGNOFF: dict[str, dict[str, int]] = {
-    "low": {"model_validator": 1},
-    "medium": {"model_validator": 1},
-    "high": {"model_validator": 1, "risk_officer": 1},
-}
+RISK_TIER_PATTERN = r"^[a-z][a-z0-9_]{0,15}$"
 
 PERFORMANCE_METRICS = (
     "accuracy",
@@ -202,9 +198,21 @@ class PredictionsSection(_Strict):
 class UseCase(_Strict):
     description: Text
     intended_use: Text | None = None
-    risk_tier: Literal["low", "medium", "high"]
+    #: A tier of the risk policy in force (checked when a submitted spec is loaded; a stored spec keeps the tier
+    #: it was judged under even if a later policy drops it).
+    risk_tier: str = Field(pattern=RISK_TIER_PATTERN)
     jurisdictions: list[ShortText] = Field(default=[], max_length=100)
     out_of_scope: list[ShortText] = Field(default=[], max_length=100)
+
+    @field_validator("risk_tier")
+    @classmethod
+    def _policy_tier(cls, v: str, info: Any) -> str:
+        policy = (info.context or {}).get("policy")
+        if policy is not None and v not in policy.tiers:
+            from modelcert.policy import tier_message
+
+            raise ValueError(tier_message(v, policy).split(": ", 1)[1])
+        return v
 
 
 class Governance(_Strict):
@@ -459,9 +467,12 @@ class RecertificationSection(_Strict):
 
 
 class Signoff(_Strict):
-    #: Approvals needed per role, from distinct people. Defaults by risk tier (DEFAULT_SIGNOFF).
+    #: Approvals needed per role, from distinct people, on top of the risk policy's quorum for the tier: a spec
+    #: may add roles or raise counts, never ask for fewer (``modelcert.policy``).
     required: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Annotated[int, Field(ge=1, le=10)]] | None = None
     timeout: Duration = timedelta(days=7)
+    #: Set by the policy transform at registration: ``required`` is already the merged quorum (stored specs).
+    policy_merged: bool = False
 
 
 class CertificateSection(_Strict):
@@ -505,7 +516,15 @@ class CertificationSpec(_Strict):
 
     @property
     def required_approvals(self) -> dict[str, int]:
-        return dict(self.signoff.required or DEFAULT_SIGNOFF[self.use_case.risk_tier])
+        """The sign-off quorum: the policy tier's quorum merged with the spec's stricter additions (more roles,
+        higher counts). A run's stored spec is the effective spec (``modelcert.policy.effective``) whose
+        ``signoff.required`` already holds that merge, so a later policy change cannot move a waiting run's bar."""
+        from modelcert.policy import load_policy
+        from modelcert.policy_rules import merged_quorum
+
+        if self.signoff.required is not None and self.signoff.policy_merged:
+            return dict(self.signoff.required)
+        return merged_quorum(load_policy().tier(self.use_case.risk_tier).signoff, self.signoff.required)
 
     @property
     def is_audit(self) -> bool:
@@ -544,14 +563,15 @@ def _message(err: dict[str, Any]) -> str:
     return f"{loc}: {msg} (got {got})" if kind != "value_error" else f"{loc}: {msg}"
 
 
-def parse_spec(data: Any, *, source: str | None = None) -> CertificationSpec:
-    """Validate a spec already parsed from YAML/JSON."""
+def parse_spec(data: Any, *, source: str | None = None, policy: Any = None) -> CertificationSpec:
+    """Validate a spec already parsed from YAML/JSON. With ``policy`` (a submitted spec), its risk tier must be
+    one of the policy's tiers; a stored spec is parsed without it."""
     if not isinstance(data, dict):
         got = "an empty document" if data is None else f"a {type(data).__name__}"
         raise SpecError(f"(top level): the spec must be a mapping of sections (model, use_case, data, …), got {got}",
                         source=source)
     try:
-        return CertificationSpec.model_validate(data)
+        return CertificationSpec.model_validate(data, context={"policy": policy} if policy is not None else None)
     except ValidationError as exc:
         raise SpecError([_message(e) for e in exc.errors()], source=source) from exc
 
@@ -587,7 +607,9 @@ def load_spec(path: str | os.PathLike[str]) -> tuple[CertificationSpec, str]:
         data = safe_yaml.load(text)
     except safe_yaml.YamlProblem as exc:
         raise SpecError(str(exc), source=str(p)) from None
-    return parse_spec(data, source=str(p)), text
+    from modelcert.policy import load_policy
+
+    return parse_spec(data, source=str(p), policy=load_policy()), text
 
 
 #: os.pathsep-separated folders that data and artifact paths may resolve into (symlinks resolved first).

@@ -96,7 +96,8 @@ def test_protected_feature_needs_justification(tmp_path) -> None:
 
 
 def test_high_risk_needs_two_roles(tmp_path) -> None:
-    out = STAGE.run(make(tmp_path, signoff={"required": {"model_validator": 2}}))
+    # A stored (policy-merged) spec whose quorum names one role: the compliance rule still catches it.
+    out = STAGE.run(make(tmp_path, signoff={"required": {"model_validator": 2}, "policy_merged": True}))
     c = checks(out, "signoff_roles")[""]
     assert c.passed is False and c.value == 1 and "at least 2 distinct roles" in c.message
     assert out.status == "failed"
