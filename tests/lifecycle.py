@@ -63,3 +63,11 @@ def run_all(engine: Any, spec_path: Path, key: str = "test/1") -> str:
     return reg.run_id
 
 
+
+
+def digest_shown(engine: Any, run_id: str) -> str:
+    """The evidence digest an approver is shown for a run (its report), read the way a client reads it: every
+    sign-off names the digest its approver saw; nothing fills it in for them."""
+    from modelcert import report
+
+    return str(report.run_report(engine, run_id)["evidence_digest"])

@@ -69,6 +69,10 @@ class ApiClient:
     def run(self, run_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/runs/{run_id}"))
 
+    def review(self, run_id: str) -> dict[str, Any]:
+        """The approval summary the server shows approvers (``review`` of GET /runs/{id})."""
+        return dict(self.run(run_id)["review"])
+
     def resolve_run(self, ref: str) -> str:
         """The full run id for ``ref`` (an id or the unique prefix ``modelcert status`` prints), matched by
         the same rule as on the direct path, among the latest runs the server lists."""
@@ -103,24 +107,38 @@ def _code(r: httpx.Response) -> str | None:
     return str(body["code"]) if isinstance(body, dict) and body.get("code") else None
 
 
-def decide_via_api(base_url: str, run_id: str, decision: str, *, role: str, text: str,
-                   evidence_digest: str | None = None, approver: str | None = None, token: str | None = None,
-                   user: str | None = None, password: str | None = None) -> dict[str, Any]:
-    """Approve or decline as the authenticated Airflow user; the server decides, by the same rules as ever.
-
-    Without ``evidence_digest`` the run's current digest is approved (what ``modelcert report`` shows),
-    as on the direct path. ``approver``, when given, must be the authenticated user."""
+def connect(base_url: str, *, token: str | None = None, user: str | None = None,
+            password: str | None = None) -> ApiClient:
+    """A client authenticated by ``token``, or by logging in as ``user``; one line when neither is given."""
     if token:
-        client = ApiClient(base_url.rstrip("/"), token)
-    elif user and password:
-        client = ApiClient.login(base_url, user, password)
-    else:
-        raise SignoffError(f"{API_URL_ENV} is set, so sign-off goes through Airflow: give --user and --password "
-                           f"(or {USER_ENV}/{PASSWORD_ENV}), or a token in {TOKEN_ENV}", code="unauthenticated")
+        return ApiClient(base_url.rstrip("/"), token)
+    if user and password:
+        return ApiClient.login(base_url, user, password)
+    raise SignoffError(f"{API_URL_ENV} is set, so sign-off goes through Airflow: give --user and --password "
+                       f"(or {USER_ENV}/{PASSWORD_ENV}), or a token in {TOKEN_ENV}", code="unauthenticated")
+
+
+def check_approver(client: ApiClient, approver: str | None) -> str:
+    """The authenticated user's name; ``approver``, when given, must be that user."""
     me = client.me()
     if approver and approver != me["user"]:
         raise SignoffError(f"--approver {approver} is not the authenticated Airflow user {me['user']}: through the API "
                            "the approver is whoever the token belongs to", code="identity_mismatch")
+    return str(me["user"])
+
+
+def decide_via_api(base_url: str, run_id: str, decision: str, *, role: str, text: str, evidence_digest: str,
+                   approver: str | None = None, token: str | None = None, user: str | None = None,
+                   password: str | None = None) -> dict[str, Any]:
+    """Approve or decline as the authenticated Airflow user; the server decides, by the same rules as ever.
+
+    ``evidence_digest`` is the digest the approver reviewed and is required: it is never read back from the
+    server and filled in (that would approve whatever the run holds now, seen or not). ``approver``, when
+    given, must be the authenticated user."""
+    if not evidence_digest or not evidence_digest.strip():
+        raise SignoffError("evidence_digest: required — the evidence digest you reviewed (`modelcert report RUN` "
+                           "shows it)", code="invalid")
+    client = connect(base_url, token=token, user=user, password=password)
+    check_approver(client, approver)
     run_id = client.resolve_run(run_id)
-    digest = evidence_digest or str(client.run(run_id)["evidence_digest"])
-    return client.decide(run_id, decision, role=role, evidence_digest=digest, text=text)
+    return client.decide(run_id, decision, role=role, evidence_digest=evidence_digest.strip(), text=text)

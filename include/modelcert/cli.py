@@ -357,9 +357,16 @@ def _cli_identity(approver: str) -> Any:
 def _decide(args: argparse.Namespace, decision: str, text: str) -> dict[str, Any]:
     """Through Airflow when MODELCERT_API_URL (or --api-url) is set: the approver is the authenticated Airflow
     user and the server applies the rules. Otherwise directly on the results DB: the approver is whatever
-    --approver says, so this path trusts whoever holds the database credentials."""
+    --approver says, so this path trusts whoever holds the database credentials.
+
+    Either way the approver first sees the approval summary (warnings, waived checks, spec diff, policy), and
+    the digest signed is the one they reviewed: ``--evidence-digest``, or, on a terminal, the digest shown
+    with the summary once they confirm it. It is never filled in from the run."""
     from modelcert import api_client
 
+    if not args.evidence_digest and not sys.stdin.isatty():
+        raise SignoffError("--evidence-digest: required when not on a terminal — give the digest you reviewed "
+                           "(`modelcert report RUN` shows it); nothing was signed", code="invalid")
     api_url = args.api_url or os.environ.get(api_client.API_URL_ENV)
     if api_url:
         user = args.user or os.environ.get(api_client.USER_ENV)
@@ -367,17 +374,45 @@ def _decide(args: argparse.Namespace, decision: str, text: str) -> dict[str, Any
         token = None if args.user else os.environ.get(api_client.TOKEN_ENV)
         if user and not password and not token and sys.stdin.isatty():
             password = getpass.getpass(f"Airflow password for {user}: ")
-        return api_client.decide_via_api(api_url, args.run, decision, role=args.role, text=text,
-                                         evidence_digest=args.evidence_digest, approver=args.approver,
-                                         token=token, user=user, password=password)
+        client = api_client.connect(api_url, token=token, user=user, password=password)
+        api_client.check_approver(client, args.approver)
+        run_id = client.resolve_run(args.run)
+        summary = client.review(run_id)
+        digest = _reviewed_digest(summary, args.evidence_digest, decision)
+        out = client.decide(run_id, decision, role=args.role, evidence_digest=digest, text=text)
+        return {**out, "review": summary}
     from modelcert.governance import record_decision
+    from modelcert.review import approval_summary
 
     if not args.approver:
         raise SignoffError(f"--approver is required without {api_client.API_URL_ENV} (direct database path)",
                            code="invalid")
     engine = _engine(args)
-    return record_decision(engine, _run_id(args, engine), _cli_identity(args.approver), role=args.role,
-                           decision=decision, evidence_digest=args.evidence_digest, comment=text)  # type: ignore[arg-type]
+    run_id = _run_id(args, engine)
+    summary = approval_summary(engine, run_id)
+    digest = _reviewed_digest(summary, args.evidence_digest, decision)
+    out = record_decision(engine, run_id, _cli_identity(args.approver), role=args.role,
+                          decision=decision, evidence_digest=digest, comment=text)  # type: ignore[arg-type]
+    return {**out, "review": summary}
+
+
+def _reviewed_digest(summary: dict[str, Any], given: str | None, decision: str) -> str:
+    """Show the approval summary; the digest to sign is ``given`` (checked by the rules like any other), or,
+    on a terminal, the digest shown once the approver types ``yes`` or its first 8 characters."""
+    from modelcert.refs import shorten
+    from modelcert.review import summary_lines
+
+    con = _console()
+    for line in summary_lines(summary):
+        con.print(escape(line))
+    if given:
+        return given
+    shown = str(summary["evidence_digest"])
+    answer = input(f"{decision} the evidence digest {shown}? Type yes or its first 8 characters: ").strip().lower()
+    if answer not in ("yes", shown[:8]):
+        raise SignoffError(f"confirmation: {shorten(answer, 20)!r} is neither yes nor {shown[:8]}; nothing was signed",
+                           code="invalid")
+    return shown
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -571,7 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "$MODELCERT_TOKEN)")
         sp.add_argument("--password", help="Airflow password (default $MODELCERT_PASSWORD; prompted on a terminal)")
         sp.add_argument("--role", required=True)
-        sp.add_argument("--evidence-digest", help="the digest you reviewed (default: the run's current digest)")
+        sp.add_argument("--evidence-digest",
+                        help="the digest you reviewed (`modelcert report RUN`); required unless on a terminal, "
+                             "where the summary and digest are shown and you confirm them")
         if name == "approve":
             sp.add_argument("--comment", default="")
         else:

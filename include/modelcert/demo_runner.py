@@ -219,10 +219,14 @@ def _recertification_demo(stack: Any, engine: Any, waiting: dict[str, Any]) -> b
     _say("")
     _say("==> demo auto-approval of the German credit runs: bob as model_validator, dave as risk_officer "
          "(recorded with authenticated_via demo:auto-approval)")
+    from modelcert.report import run_report
+
     for name, row in waiting.items():
+        # Like any client: read the digest from the run's report (what an approver is shown) and sign that one.
+        shown = str(run_report(engine, row.id)["evidence_digest"])
         for who, role in DEMO_APPROVERS:
             record_decision(engine, row.id, Identity(who, "demo:auto-approval"), role=role, decision="approve",
-                            comment="demo auto-approval")
+                            evidence_digest=shown, comment="demo auto-approval")
         _say(f"    approved {name} (run {row.id})")
 
     def certificates() -> dict[str, Any]:

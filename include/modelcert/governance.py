@@ -28,6 +28,7 @@ from modelcert.db.models import CertificationRun, Signoff
 from modelcert.db.session import reader, transaction
 from modelcert.errors import LifecycleError, SignoffError
 from modelcert.lifecycle import load_run
+from modelcert.refs import shorten
 from modelcert.spec import parse_spec
 
 ROLES_ENV = "MODELCERT_ROLES_FILE"
@@ -90,7 +91,7 @@ def _check(run: CertificationRun, name: str, role: str, held: set[str], *, diges
                            code="forbidden")
     if digest != run.evidence_digest:
         raise SignoffError(
-            f"evidence digest {digest} is not this run's ({run.evidence_digest}): the model, data or spec "
+            f"evidence digest {shorten(digest)} is not this run's ({run.evidence_digest}): the model, data or spec "
             "changed since you reviewed it; review the current evidence", code="evidence_mismatch"
         )
     if earlier is not None:
@@ -99,9 +100,15 @@ def _check(run: CertificationRun, name: str, role: str, held: set[str], *, diges
 
 
 def record_decision(engine: Engine, run_id: str, who: Identity, *, role: str,
-                    decision: Literal["approve", "decline"], evidence_digest: str | None = None,
+                    decision: Literal["approve", "decline"], evidence_digest: str,
                     comment: str = "", roles: dict[str, set[str]] | None = None) -> dict[str, object]:
-    """Apply every rule, then store the sign-off and its audit event in one transaction."""
+    """Apply every rule, then store the sign-off and its audit event in one transaction.
+
+    ``evidence_digest`` is the digest the approver *saw*; it is required and never filled in from the run
+    (a default would turn "approve what I reviewed" into "approve whatever is there now")."""
+    if not isinstance(evidence_digest, str) or not evidence_digest.strip():
+        raise SignoffError("evidence_digest: required — the evidence digest you reviewed (64 hex characters, as "
+                           "`modelcert report RUN` or the run page shows it)", code="invalid")
     if decision not in ("approve", "decline"):
         raise SignoffError(f"decision {decision!r} is not allowed; use approve or decline", code="invalid")
     if decision == "decline" and not comment.strip():
@@ -111,7 +118,7 @@ def record_decision(engine: Engine, run_id: str, who: Identity, *, role: str,
         run = load_run(s, run_id)
         # Lock the run row: two approvers racing cannot both pass the checks below on stale state.
         s.refresh(run, with_for_update=True)
-        digest = evidence_digest or run.evidence_digest
+        digest = evidence_digest.strip()
         earlier = s.execute(select(Signoff).where(Signoff.run_id == run_id, Signoff.approver == who.name)).scalar_one_or_none()
         _check(run, who.name, role, held, digest=digest, earlier=earlier)
         so = Signoff(run_id=run_id, approver=who.name, role=role, decision=decision, evidence_digest=digest,

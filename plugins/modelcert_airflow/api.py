@@ -50,11 +50,17 @@ STATUS_OF_REFUSAL: dict[str, int] = {
 
 
 # --------------------------------------------------------------------------------------------- bodies
+#: An evidence digest is a sha256 in hex. Required in every decision: the server never fills it in, so an
+#: approval always names the evidence the approver was shown (``review.evidence_digest`` of GET /runs/{id}).
+DIGEST_PATTERN = r"^[0-9a-f]{64}$"
+DIGEST_HELP = "the evidence digest you reviewed (64 lowercase hex characters, from GET /api/runs/{id}); required"
+
+
 class ApproveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: str = Field(description="the certification role you approve as, e.g. model_validator")
-    evidence_digest: str = Field(min_length=1, description="the evidence digest you reviewed (GET /api/runs/{id})")
+    evidence_digest: str = Field(pattern=DIGEST_PATTERN, description=DIGEST_HELP)
     comment: str = ""
 
 
@@ -62,7 +68,7 @@ class DeclineBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: str
-    evidence_digest: str = Field(min_length=1)
+    evidence_digest: str = Field(pattern=DIGEST_PATTERN, description=DIGEST_HELP)
     reason: str = Field(description="why; a decline without a reason is refused")
 
 
@@ -104,17 +110,20 @@ def runs(caller: CallerDep, engine: EngineDep, limit: int = 50) -> list[dict[str
 
 @api.get("/runs/{run_id}")
 def run(run_id: str, caller: CallerDep, engine: EngineDep) -> dict[str, Any]:
-    """The run's evidence report, its sign-off state, and what *you* may sign on it."""
+    """The run's evidence report, its sign-off state, what *you* may sign on it, and ``review``: the summary
+    an approver must see first (warnings, waived checks, spec diff against the last certified spec, policy)."""
     return run_view(engine, run_id, caller)
 
 
 def run_view(engine: Engine, run_id: str, caller: Caller) -> dict[str, Any]:
     from modelcert import pipeline, report
     from modelcert.governance import signoff_options
+    from modelcert.review import approval_summary
 
     rep = report.run_report(engine, run_id)
     rep["quorum"] = pipeline.signoff_state(engine, run_id).as_dict()
     rep["you"] = signoff_options(engine, run_id, caller.name)
+    rep["review"] = approval_summary(engine, run_id)
     return rep
 
 

@@ -30,7 +30,8 @@ pages = APIRouter(prefix="/ui", default_response_class=HTMLResponse, include_in_
 STATUS_CLASS = {
     "passed": "ok", "certified": "ok", "valid": "ok", "approve": "ok", "success": "ok",
     "failed": "bad", "rejected": "bad", "error": "bad", "declined": "bad", "decline": "bad", "revoked": "bad",
-    "expired": "bad", "suspended": "bad",
+    "expired": "bad", "suspended": "bad", "superseded": "na",
+    "loosened": "bad", "removed": "bad", "tightened": "ok", "added": "ok", "changed": "warn",
     "awaiting_signoff": "wait", "signoff_timeout": "warn", "running": "info", "not_applicable": "na", "-": "na",
 }
 
@@ -120,6 +121,10 @@ def env() -> Any:
     return _ENV
 
 
+#: ``airflow_dag_id`` values that name no Airflow DAG: in-process runs of the CLI record them.
+NOT_AIRFLOW_DAGS = frozenset({"cli"})
+
+
 class Links:
     """URLs for one request: ours (``/modelcert`` under Airflow) and Airflow's own pages."""
 
@@ -134,7 +139,9 @@ class Links:
         return f"{self.base}/ui/runs/{quote(run_id, safe='')}"
 
     def airflow_run(self, dag_id: str | None, run_id: str | None) -> str | None:
-        if not dag_id or not run_id:
+        """The Airflow UI page of the DAG run that recorded a run, or None: runs made by the CLI have no DAG
+        run (no ids, or the ``cli`` marker ``modelcert recertify`` records), and a link must never 404."""
+        if not dag_id or not run_id or dag_id in NOT_AIRFLOW_DAGS:
             return None
         return f"{self.airflow}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
 

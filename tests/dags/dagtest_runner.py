@@ -46,7 +46,8 @@ def main() -> None:
                 for i, role in enumerate(required):
                     decision = "decline" if action == "decline" and i == 0 else "approve"
                     record_decision(engine, run.id, Identity(people[role], "test"), role=role, decision=decision,
-                                    comment="not convinced" if decision == "decline" else "ok", roles=roles)
+                                    comment="not convinced" if decision == "decline" else "ok", roles=roles,
+                                    evidence_digest=run.evidence_digest)
                     if decision == "decline":
                         return
                 return

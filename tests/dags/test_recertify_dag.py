@@ -21,6 +21,7 @@ from modelcert.db.session import get_engine, reader, transaction
 from modelcert.governance import Identity, record_decision
 from modelcert.stages import STAGE_NAMES
 from modelcert.stages.base import Check, StageOutcome
+from tests.lifecycle import digest_shown
 
 pytestmark = [pytest.mark.slow, pytest.mark.store]
 RUNNER = Path(__file__).with_name("recertify_runner.py")
@@ -63,7 +64,8 @@ def certify(engine: Any, spec: Path) -> str:
             Check(name="recorded_for_test", value=1.0, passed=True),)), started=now, duration_s=0.0)
     assert pipeline.decide(engine, reg.run_id)["status"] == "awaiting_signoff"
     for who, role in (("bob", "model_validator"), ("dave", "risk_officer")):
-        record_decision(engine, reg.run_id, Identity(who, "test"), role=role, decision="approve", roles=ROLES)
+        record_decision(engine, reg.run_id, Identity(who, "test"), role=role, decision="approve", roles=ROLES,
+                        evidence_digest=digest_shown(engine, reg.run_id))
     return str(pipeline.promote(engine, reg.run_id)["certificate_id"])
 
 

@@ -232,12 +232,13 @@ def test_two_promotions_of_one_run_at_once_issue_one_certificate(engine: Any, sp
     both callers get it, no IntegrityError on uq_certificates_run_id."""
     from modelcert.db.models import Certificate
     from modelcert.governance import Identity, record_decision
-    from tests.lifecycle import ROLES
+    from tests.lifecycle import ROLES, digest_shown
 
     for it in range(8):
         run_id = run_all(engine, spec_path, key=f"promote/{it}")
         for name, role in (("bob", "model_validator"), ("dave", "risk_officer")):
-            record_decision(engine, run_id, Identity(name, "t"), role=role, decision="approve", roles=ROLES)
+            record_decision(engine, run_id, Identity(name, "t"), role=role, decision="approve", roles=ROLES,
+                            evidence_digest=digest_shown(engine, run_id))
         certs = race(3, lambda i: pipeline.promote(engine, run_id))
         assert len({c["certificate_id"] for c in certs}) == 1
         assert _scalar(engine, select(func.count()).select_from(Certificate).where(Certificate.run_id == run_id)) == 1

@@ -16,7 +16,7 @@ from modelcert.errors import ModelcertError, SpecError
 from modelcert.governance import Identity, record_decision
 from modelcert.stages import STAGE_NAMES
 from modelcert.stages.base import StageOutcome
-from tests.lifecycle import ROLES, run_all
+from tests.lifecycle import ROLES, digest_shown, run_all
 
 pytestmark = pytest.mark.store
 def count(engine: Any, model: Any, **where: Any) -> int:
@@ -33,9 +33,11 @@ def test_pass_then_signoff_then_certificate(engine: Any, spec_path: Path, verdic
     assert state.state == "waiting" and state.missing == {"model_validator": 1, "risk_officer": 1}
     with pytest.raises(ModelcertError, match="lacks approvals"):
         pipeline.promote(engine, run_id)
-    record_decision(engine, run_id, Identity("bob", "test"), role="model_validator", decision="approve", roles=ROLES)
+    record_decision(engine, run_id, Identity("bob", "test"), role="model_validator", decision="approve", roles=ROLES,
+                    evidence_digest=digest_shown(engine, run_id))
     assert pipeline.signoff_state(engine, run_id).missing == {"risk_officer": 1}
-    record_decision(engine, run_id, Identity("dave", "test"), role="risk_officer", decision="approve", roles=ROLES)
+    record_decision(engine, run_id, Identity("dave", "test"), role="risk_officer", decision="approve", roles=ROLES,
+                    evidence_digest=digest_shown(engine, run_id))
     assert pipeline.signoff_state(engine, run_id).state == "approved"
     cert = pipeline.promote(engine, run_id)
     assert cert["status"] == "valid"

@@ -29,6 +29,7 @@ from modelcert.stages import STAGE_NAMES
 from modelcert.stages.base import Check, StageOutcome, outcome
 from modelcert.thresholds import Threshold
 from tests.conftest import write_synthetic
+from tests.lifecycle import digest_shown
 
 pytestmark = pytest.mark.store
 ROLES = {"model_validator": {"bob"}, "risk_officer": {"dave"}}
@@ -93,7 +94,8 @@ def certify(engine: Any, spec_path: Path, key: str | None = None) -> dict[str, A
         pipeline.run_stage(engine, reg.run_id, name)
     assert pipeline.decide(engine, reg.run_id)["status"] == "awaiting_signoff"
     for who, role in (("bob", "model_validator"), ("dave", "risk_officer")):
-        record_decision(engine, reg.run_id, Identity(who, "test"), role=role, decision="approve", roles=ROLES)
+        record_decision(engine, reg.run_id, Identity(who, "test"), role=role, decision="approve", roles=ROLES,
+                        evidence_digest=digest_shown(engine, reg.run_id))
     return pipeline.promote(engine, reg.run_id)
 
 

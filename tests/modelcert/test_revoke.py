@@ -10,7 +10,7 @@ import pytest
 from modelcert import pipeline, report
 from modelcert.errors import SignoffError
 from modelcert.governance import Identity, record_decision, revoke_certificate
-from tests.lifecycle import ROLES, run_all
+from tests.lifecycle import ROLES, digest_shown, run_all
 
 pytestmark = pytest.mark.store
 
@@ -19,7 +19,8 @@ pytestmark = pytest.mark.store
 def cert(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> dict[str, Any]:
     run_id = run_all(engine, spec_path)
     for who, role in (("bob", "model_validator"), ("dave", "risk_officer")):
-        record_decision(engine, run_id, Identity(who, "t"), role=role, decision="approve", roles=ROLES)
+        record_decision(engine, run_id, Identity(who, "t"), role=role, decision="approve", roles=ROLES,
+                        evidence_digest=digest_shown(engine, run_id))
     return pipeline.promote(engine, run_id)
 
 

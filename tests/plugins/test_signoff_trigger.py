@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from modelcert.governance import Identity, record_decision
-from tests.lifecycle import ROLES, run_all
+from tests.lifecycle import ROLES, digest_shown, run_all
 
 pytestmark = pytest.mark.store
 
@@ -35,9 +35,11 @@ def test_approvals_wake_the_trigger_without_polling(engine: Any, db_url: str, sp
 
     def approve_later() -> None:
         time.sleep(1.5)
-        record_decision(engine, run_id, Identity("bob", "t"), role="model_validator", decision="approve", roles=ROLES)
+        record_decision(engine, run_id, Identity("bob", "t"), role="model_validator", decision="approve", roles=ROLES,
+                        evidence_digest=digest_shown(engine, run_id))
         time.sleep(0.5)
-        record_decision(engine, run_id, Identity("dave", "t"), role="risk_officer", decision="approve", roles=ROLES)
+        record_decision(engine, run_id, Identity("dave", "t"), role="risk_officer", decision="approve", roles=ROLES,
+                        evidence_digest=digest_shown(engine, run_id))
 
     threading.Thread(target=approve_later, daemon=True).start()
     trigger = SignoffTrigger(run_id=run_id, poll_interval=600)
@@ -117,7 +119,8 @@ def test_approvals_racing_the_trigger_start_up_are_never_lost(engine: Any, db_ur
 
     monkeypatch.setenv("MODELCERT_DATABASE_URL", db_url)
     run_id = run_all(engine, spec_path)
-    record_decision(engine, run_id, Identity("bob", "t"), role="model_validator", decision="approve", roles=ROLES)
+    record_decision(engine, run_id, Identity("bob", "t"), role="model_validator", decision="approve", roles=ROLES,
+                    evidence_digest=digest_shown(engine, run_id))
     rng = random.Random(7)
     slow: list[tuple[int, float, float]] = []
 
@@ -127,7 +130,7 @@ def test_approvals_racing_the_trigger_start_up_are_never_lost(engine: Any, db_ur
         def approve() -> None:
             time.sleep(max(0.0, offset))
             record_decision(engine, run_id, Identity("dave", "t"), role="risk_officer", decision="approve",
-                            roles=ROLES)
+                            roles=ROLES, evidence_digest=digest_shown(engine, run_id))
             committed.append(time.monotonic())
 
         if offset < 0:
@@ -174,9 +177,11 @@ def test_two_approvers_at_the_same_instant(engine: Any, db_url: str, spec_path: 
         errors: list[BaseException] = []
 
         def approve(name: str, role: str) -> None:
+            shown = digest_shown(engine, run_id)
             barrier.wait()
             try:
-                record_decision(engine, run_id, Identity(name, "t"), role=role, decision="approve", roles=ROLES)
+                record_decision(engine, run_id, Identity(name, "t"), role=role, decision="approve", roles=ROLES,
+                                evidence_digest=shown)
             except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
                 errors.append(exc)
 
@@ -242,9 +247,9 @@ def test_a_terminated_listen_connection_is_restored(engine: Any, db_url: str, sp
         assert not waiting.done(), "the trigger ended when its connection was terminated"
         start = time.monotonic()
         await asyncio.to_thread(record_decision, engine, run_id, Identity("bob", "t"), role="model_validator",
-                                decision="approve", roles=ROLES)
+                                decision="approve", roles=ROLES, evidence_digest=digest_shown(engine, run_id))
         await asyncio.to_thread(record_decision, engine, run_id, Identity("dave", "t"), role="risk_officer",
-                                decision="approve", roles=ROLES)
+                                decision="approve", roles=ROLES, evidence_digest=digest_shown(engine, run_id))
         events, _ = await asyncio.wait_for(waiting, timeout=10)
         return events, time.monotonic() - start
 
@@ -321,7 +326,7 @@ def test_the_trigger_rides_out_a_database_restart(private_pg: Any, private_db: t
         start = time.monotonic()
         for name, role in (("bob", "model_validator"), ("dave", "risk_officer")):
             await asyncio.to_thread(record_decision, engine, run_id, Identity(name, "t"), role=role,
-                                    decision="approve", roles=ROLES)
+                                    decision="approve", roles=ROLES, evidence_digest=digest_shown(engine, run_id))
         events, _ = await asyncio.wait_for(waiting, timeout=10)
         assert [e.payload["state"] for e in events] == ["approved"]
         return time.monotonic() - start
@@ -356,7 +361,7 @@ def test_a_silently_dead_listen_connection_is_found_by_the_liveness_check(
         start = time.monotonic()
         for name, role in (("bob", "model_validator"), ("dave", "risk_officer")):
             await asyncio.to_thread(record_decision, engine, run_id, Identity(name, "t"), role=role,
-                                    decision="approve", roles=ROLES)
+                                    decision="approve", roles=ROLES, evidence_digest=digest_shown(engine, run_id))
         events, _ = await asyncio.wait_for(waiting, timeout=10)
         assert [e.payload["state"] for e in events] == ["approved"]
         return time.monotonic() - start

@@ -126,3 +126,53 @@ def digest_of(engine: Any, run_id: str) -> str:
     from modelcert import report
 
     return str(report.run_report(engine, run_id)["evidence_digest"])
+
+
+@pytest.fixture
+def reviewed(engine: Any, tmp_path: Path, verdicts: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Two runs of model ``synthetic``: version 1 certified with disparate impact ≥ 0.9; version 2 awaiting
+    sign-off with the bar loosened to ≥ 0.8, a waived check (average odds, ``required: false``) that fails
+    (a warning), and the same data. Returns the run ids and the certificate."""
+    import pandas as pd
+
+    from modelcert import pipeline
+    from modelcert.governance import Identity, record_decision
+    from modelcert.stages.base import Check, outcome
+    from modelcert.thresholds import Threshold
+    from tests.conftest import write_synthetic
+    from tests.lifecycle import ROLES, digest_shown
+
+    fake = pipeline.get_stage
+
+    class FairnessWithWarning:
+        name = "fairness"
+        library = ""
+
+        def run(self, ctx: Any) -> Any:
+            return outcome("fairness", [
+                Check.judged("disparate_impact", 0.95, Threshold(min=0.8, max=1.25), subject="sex"),
+                Check.judged("average_odds_difference", 0.31, Threshold(abs_max=0.15, required=False), subject="sex"),
+            ], library="")
+
+    monkeypatch.setattr(pipeline, "get_stage", lambda name: FairnessWithWarning() if name == "fairness" else fake(name))
+    df = pd.DataFrame({"x": range(40), "sex": ["m", "f"] * 20, "y": [0, 1, 1, 0] * 10, "pred": [1, 0] * 20})
+    common = {
+        "predictions": {"column": "pred", "positive": [1]},
+        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}, "extra_columns": ["x"]},
+        "signoff": {"required": {"model_validator": 1, "risk_officer": 1}, "timeout": "1h"},
+    }
+    specs = {}
+    for version, fairness in (("1", {"disparate_impact": {"min": 0.9, "max": 1.25}}),
+                              ("2", {"disparate_impact": {"min": 0.8, "max": 1.25},
+                                     "average_odds_difference": {"abs_max": 0.15, "required": False}})):
+        folder = tmp_path / f"v{version}"
+        folder.mkdir()
+        specs[version], _ = write_synthetic(folder, {"test": df}, {**common, "model": {"version": version},
+                                                                   "checks": {"fairness": fairness}})
+    certified = run_all(engine, specs["1"], key="reviewed/1")
+    for who, role in (("bob", "model_validator"), ("dave", "risk_officer")):
+        record_decision(engine, certified, Identity(who, "test"), role=role, decision="approve", roles=ROLES,
+                        evidence_digest=digest_shown(engine, certified))
+    cert = pipeline.promote(engine, certified)
+    waiting = run_all(engine, specs["2"], key="reviewed/2")
+    return {"certified": certified, "waiting": waiting, "certificate": str(cert["certificate_id"])}

@@ -161,6 +161,61 @@ def test_malformed_body_is_422(as_user: Callable[..., Any], waiting: str) -> Non
     refused(r, 422, "invalid", "evidence_digest")
 
 
+def test_a_decision_without_the_digest_seen_is_422_and_the_server_never_fills_it_in(
+        as_user: Callable[..., Any], engine: Any, waiting: str) -> None:
+    for decision, extra in (("approve", {"comment": "ok"}), ("decline", {"reason": "no"})):
+        r = as_user("dave").post(f"{API}/runs/{waiting}/{decision}", json={"role": "risk_officer", **extra})
+        refused(r, 422, "invalid", "evidence_digest: Field required")
+        r = as_user("dave").post(f"{API}/runs/{waiting}/{decision}",
+                                 json={"role": "risk_officer", "evidence_digest": "not-a-digest", **extra})
+        refused(r, 422, "invalid", "evidence_digest: String should match pattern '^[0-9a-f]{64}$'")
+    with reader(engine) as s:
+        assert s.execute(select(Signoff).where(Signoff.run_id == waiting)).first() is None
+    assert pipeline.signoff_state(engine, waiting).state == "waiting"
+
+
+# ---------------------------------------------------------------------------------------------- the review
+def test_the_run_json_carries_the_approval_summary_with_the_spec_diff(as_user: Callable[..., Any],
+                                                                     reviewed: dict[str, str]) -> None:
+    review = as_user("bob").get(f"{API}/runs/{reviewed['waiting']}").json()["review"]
+    assert review["baseline"]["run_id"] == reviewed["certified"] and review["baseline"]["version"] == "1"
+    diff = review["spec_diff"]
+    by_check = {t["check"]: t for t in diff["thresholds"]}
+    di = by_check["checks.fairness.disparate_impact"]
+    assert (di["change"], di["old"]["min"], di["new"]["min"]) == ("loosened", 0.9, 0.8)
+    assert (di["old_text"], di["new_text"]) == ("≥ 0.9 and ≤ 1.25", "≥ 0.8 and ≤ 1.25")
+    assert by_check["checks.fairness.average_odds_difference"]["change"] == "added"
+    assert diff["loosened"] == ["checks.fairness.disparate_impact"]
+    assert diff["data"] == [] and diff["model"] is None  # same bytes judged; a predictions audit has no model
+    assert {"field": "model.version", "old": "1", "new": "2"} in diff["other"]
+    assert [(w["check"], w["subject"], w["value"]) for w in review["warnings"]] == [
+        ("fairness.average_odds_difference", "sex", 0.31)]
+    assert "checks.fairness.average_odds_difference" in [w["check"] for w in review["waived"]]
+    first = as_user("bob").get(f"{API}/runs/{reviewed['certified']}").json()["review"]
+    assert first["baseline"] is None and first["spec_diff"] is None  # nothing certified before it
+
+
+def test_the_summary_names_the_policy_the_run_was_judged_under(as_user: Callable[..., Any], engine: Any,
+                                                               waiting: str) -> None:
+    from sqlalchemy import update
+
+    from modelcert.db.models import CertificationRun
+    from modelcert.db.session import transaction
+
+    def set_policy(policy: dict[str, str] | None) -> dict[str, Any]:
+        with transaction(engine) as s:
+            run = s.get(CertificationRun, waiting)
+            evidence = {k: v for k, v in run.evidence.items() if k != "policy"}
+            if policy is not None:
+                evidence["policy"] = policy
+            s.execute(update(CertificationRun).where(CertificationRun.id == waiting).values(evidence=evidence))
+        return as_user("bob").get(f"{API}/runs/{waiting}").json()["review"]
+
+    assert set_policy({"version": "2026-12", "sha256": "ab" * 32})["policy"] == {"version": "2026-12",
+                                                                                "sha256": "ab" * 32}
+    assert set_policy(None)["policy"] is None
+
+
 def test_unknown_run_is_404(as_user: Callable[..., Any]) -> None:
     refused(as_user("bob").get(f"{API}/runs/no-such-run"), 404, "not_found", "no certification run with id")
     refused(approve(as_user, "bob", "no-such-run", "model_validator", "f" * 64), 404, "not_found", "no-such-run")

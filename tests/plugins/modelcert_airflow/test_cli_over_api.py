@@ -16,6 +16,7 @@ from sqlalchemy import select
 from modelcert.cli import main
 from modelcert.db.models import Signoff
 from modelcert.db.session import reader
+from tests.plugins.modelcert_airflow.conftest import digest_of
 
 pytestmark = pytest.mark.store
 
@@ -68,70 +69,151 @@ def cli(airflow_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
 def test_approve_logs_in_and_signs_as_the_airflow_user(cli: Callable[..., Any], password: Any, engine: Any,
                                                        waiting: str) -> None:
     code, out, err = cli("approve", waiting, "--role", "model_validator", "--user", "bob", "--password",
-                         password("bob"), "--comment", "reviewed")
+                         password("bob"), "--comment", "reviewed", "--evidence-digest", digest_of(engine, waiting))
     assert code == 0, err
     assert f"approved run {waiting} as bob (model_validator)" in out
+    assert f"Before you sign run {waiting}" in out and "spec diff: first certification of synthetic" in out
     with reader(engine) as s:
         so = s.execute(select(Signoff).where(Signoff.run_id == waiting)).scalar_one()
     assert (so.approver, so.authenticated_via, so.comment) == ("bob", "api:airflow-token", "reviewed")
 
 
-def test_a_different_approver_name_is_refused(cli: Callable[..., Any], password: Any, waiting: str) -> None:
+def test_a_different_approver_name_is_refused(cli: Callable[..., Any], password: Any, engine: Any,
+                                             waiting: str) -> None:
     code, _, err = cli("approve", waiting, "--approver", "dave", "--role", "risk_officer", "--user", "bob",
-                       "--password", password("bob"))
+                       "--password", password("bob"), "--evidence-digest", digest_of(engine, waiting))
     assert code == 2
     assert "refused (identity_mismatch): --approver dave is not the authenticated Airflow user bob" in err
 
 
-def test_rules_are_the_servers(cli: Callable[..., Any], password: Any, roles_file: Path, waiting: str) -> None:
+def test_rules_are_the_servers(cli: Callable[..., Any], password: Any, roles_file: Path, engine: Any,
+                               waiting: str) -> None:
     roles_file.write_text("roles:\n  model_validator: [alice, bob]\n  risk_officer: [dave]\n")
+    seen = digest_of(engine, waiting)
     code, _, err = cli("approve", waiting, "--role", "model_validator", "--user", "alice", "--password",
-                       password("alice"))
+                       password("alice"), "--evidence-digest", seen)
     assert code == 2 and "refused (four_eyes): four-eyes rule: alice submitted or triggered" in err
-    code, _, err = cli("approve", waiting, "--role", "risk_officer", "--user", "bob", "--password", password("bob"))
+    code, _, err = cli("approve", waiting, "--role", "risk_officer", "--user", "bob", "--password", password("bob"),
+                       "--evidence-digest", seen)
     assert code == 2 and "refused (forbidden): bob does not hold the role 'risk_officer'" in err
     code, _, err = cli("approve", waiting, "--role", "model_validator", "--user", "bob", "--password",
                        password("bob"), "--evidence-digest", "f" * 64)
     assert code == 2 and "refused (evidence_mismatch)" in err
 
 
-def test_token_from_the_environment_and_decline(cli: Callable[..., Any], token: Callable[..., str],
+def test_token_from_the_environment_and_decline(cli: Callable[..., Any], token: Callable[..., str], engine: Any,
                                                 monkeypatch: pytest.MonkeyPatch, waiting: str) -> None:
     monkeypatch.setenv("MODELCERT_TOKEN", token("dave"))
-    code, out, err = cli("--json", "decline", waiting, "--role", "risk_officer", "--reason", "calibration")
+    code, out, err = cli("--json", "decline", waiting, "--role", "risk_officer", "--reason", "calibration",
+                         "--evidence-digest", digest_of(engine, waiting))
     assert code == 0, err
     assert '"run_status": "declined"' in out and '"approver": "dave"' in out
 
 
 def test_wrong_password_and_missing_credentials(cli: Callable[..., Any], waiting: str) -> None:
-    code, _, err = cli("approve", waiting, "--role", "model_validator", "--user", "bob", "--password", "nope")
+    code, _, err = cli("approve", waiting, "--role", "model_validator", "--user", "bob", "--password", "nope",
+                       "--evidence-digest", "f" * 64)
     assert code == 2 and "refused (unauthenticated): Airflow refused the login of 'bob'" in err
-    code, _, err = cli("approve", waiting, "--role", "model_validator")
+    code, _, err = cli("approve", waiting, "--role", "model_validator", "--evidence-digest", "f" * 64)
     assert code == 2 and "give --user and --password" in err
 
 
 def test_unknown_run_through_the_api(cli: Callable[..., Any], token: Callable[..., str],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELCERT_TOKEN", token("bob"))
-    code, _, err = cli("approve", "no-such-run", "--role", "model_validator")
+    code, _, err = cli("approve", "no-such-run", "--role", "model_validator", "--evidence-digest", "f" * 64)
     assert code == 2 and "'no-such-run' is not a run id" in err
 
 
-def test_direct_path_needs_an_approver(db_url: str, monkeypatch: pytest.MonkeyPatch,
+def test_direct_path_needs_an_approver(db_url: str, engine: Any, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str], waiting: str) -> None:
     monkeypatch.delenv("MODELCERT_API_URL", raising=False)
-    code = main(["--database-url", db_url, "approve", waiting, "--role", "model_validator"])
+    seen = ["--evidence-digest", digest_of(engine, waiting)]
+    code = main(["--database-url", db_url, "approve", waiting, "--role", "model_validator", *seen])
     assert code == 2 and "--approver is required without MODELCERT_API_URL" in capsys.readouterr().err
-    assert main(["--database-url", db_url, "approve", waiting, "--role", "model_validator", "--approver", "bob"]) == 0
+    assert main(["--database-url", db_url, "approve", waiting, "--role", "model_validator", "--approver", "bob",
+                 *seen]) == 0
     assert "approved run" in capsys.readouterr().out
 
 
 def test_the_short_run_id_status_prints_works_over_the_api(cli: Callable[..., Any], password: Any, engine: Any,
                                                            waiting: str) -> None:
     code, out, err = cli("approve", waiting[:8], "--role", "model_validator", "--user", "bob", "--password",
-                         password("bob"))
+                         password("bob"), "--evidence-digest", digest_of(engine, waiting))
     assert code == 0, err
     assert f"approved run {waiting} as bob" in out
     code, _, err = cli("approve", "ffff0000", "--role", "model_validator", "--user", "bob", "--password",
-                       password("bob"))
+                       password("bob"), "--evidence-digest", "f" * 64)
     assert code == 2 and "no certification run with id or id prefix 'ffff0000'" in err
+
+
+# ---------------------------------------------------------------------------------------------- the digest seen
+class Terminal:
+    """stdin of a person at a terminal who will type ``answer`` when asked."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.asked = 0
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self) -> str:
+        self.asked += 1
+        return self.answer + "\n"
+
+
+def signoffs(engine: Any, run_id: str) -> list[tuple[str, str]]:
+    with reader(engine) as s:
+        return [(x.approver, x.evidence_digest) for x in
+                s.execute(select(Signoff).where(Signoff.run_id == run_id)).scalars()]
+
+
+def test_without_a_terminal_and_without_a_digest_nothing_is_signed(cli: Callable[..., Any], password: Any,
+                                                                   db_url: str, engine: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch, waiting: str) -> None:
+    code, out, err = cli("approve", waiting, "--role", "model_validator", "--user", "bob", "--password",
+                         password("bob"))
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == ["modelcert: refused (invalid): --evidence-digest: required when not on a "
+                                        "terminal — give the digest you reviewed (`modelcert report RUN` shows it); "
+                                        "nothing was signed"]
+    monkeypatch.delenv("MODELCERT_API_URL")  # the direct database path refuses it the same way
+    code, _, err = cli("--database-url", db_url, "decline", waiting, "--role", "risk_officer", "--approver", "dave",
+                       "--reason", "no")
+    assert code == 2 and "--evidence-digest: required when not on a terminal" in err
+    assert signoffs(engine, waiting) == []
+
+
+def test_a_wrong_digest_is_refused_on_both_paths(cli: Callable[..., Any], password: Any, db_url: str, engine: Any,
+                                                 monkeypatch: pytest.MonkeyPatch, waiting: str) -> None:
+    stale = "0" * 64
+    code, _, err = cli("approve", waiting, "--role", "model_validator", "--user", "bob", "--password",
+                       password("bob"), "--evidence-digest", stale)
+    assert code == 2 and f"refused (evidence_mismatch): evidence digest {stale} is not this run's" in err
+    monkeypatch.delenv("MODELCERT_API_URL")
+    code, _, err = cli("--database-url", db_url, "approve", waiting, "--role", "risk_officer", "--approver", "dave",
+                       "--evidence-digest", stale)
+    assert code == 2 and "refused (evidence_mismatch)" in err
+    assert signoffs(engine, waiting) == []
+
+
+def test_on_a_terminal_the_summary_and_digest_are_shown_and_must_be_confirmed(
+        cli: Callable[..., Any], password: Any, engine: Any, monkeypatch: pytest.MonkeyPatch,
+        reviewed: dict[str, str]) -> None:
+    run_id = reviewed["waiting"]
+    digest = digest_of(engine, run_id)
+    monkeypatch.setattr("sys.stdin", Terminal("12345678"))
+    code, out, err = cli("approve", run_id, "--role", "model_validator", "--user", "bob", "--password",
+                         password("bob"))
+    assert code == 2 and f"confirmation: '12345678' is neither yes nor {digest[:8]}; nothing was signed" in err
+    assert signoffs(engine, run_id) == []
+    assert f"evidence digest {digest}" in out  # the full digest, shown before the question
+    assert "loosened: checks.fairness.disparate_impact: ≥ 0.9 and ≤ 1.25 → ≥ 0.8 and ≤ 1.25" in out
+    assert "fairness.average_odds_difference [sex] = 0.31" in out
+    monkeypatch.setattr("sys.stdin", Terminal(digest[:8]))
+    code, out, err = cli("approve", run_id, "--role", "model_validator", "--user", "bob", "--password",
+                         password("bob"))
+    assert code == 0, err
+    assert out.index("Before you sign") < out.index(f"evidence digest {digest}") < out.index("approved run")
+    assert signoffs(engine, run_id) == [("bob", digest)]

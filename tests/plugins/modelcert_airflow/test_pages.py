@@ -203,3 +203,74 @@ def test_plugin_registers_the_app_and_external_views_in_airflows_format() -> Non
 def test_nav_icon_is_public(client: Any) -> None:
     r = client.get(f"{UI}/static/seal.svg")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+
+
+# ---------------------------------------------------------------------------------------------- the review
+def test_the_summary_sits_above_the_buttons(page: Callable[..., Any], engine: Any, reviewed: dict[str, str]) -> None:
+    from modelcert import report
+
+    r = page("bob", f"{UI}/runs/{reviewed['waiting']}")
+    assert r.status_code == 200 and has_buttons(r.text)
+    text = r.text
+    assert text.index('id="review"') < text.index('id="review-warnings"') < text.index('id="review-diff"') \
+        < text.index('id="signoff-form"') < text.index('id="approve-button"')
+    diff = text.split('id="review-thresholds"', 1)[1].split("</table>", 1)[0]
+    row = diff.split("checks.fairness.disparate_impact", 1)[1].split("</tr>", 1)[0]
+    assert ">loosened</span>" in row and "≥ 0.9 and ≤ 1.25" in row and "≥ 0.8 and ≤ 1.25" in row
+    assert row.index("≥ 0.9") < row.index("≥ 0.8")  # certified → this run
+    warnings = text.split('id="review-warnings"', 1)[1].split("</dd>", 1)[0]
+    assert "fairness.average_odds_difference" in warnings and "0.31" in warnings
+    assert "checks.fairness.average_odds_difference" in text.split('id="review-waived"', 1)[1].split("</dd>", 1)[0]
+    recorded = report.run_report(engine, reviewed["waiting"])["evidence"].get("policy")
+    policy_cell = text.split('id="review-policy"', 1)[1].split("</dd>", 1)[0]
+    assert (f"<strong>{recorded['version']}</strong>" if recorded else "not recorded") in policy_cell
+    assert f'href="/modelcert/ui/runs/{reviewed["certified"]}"' in text  # the certified run compared with
+
+
+def test_a_recertification_page_has_no_signoff_and_no_airflow_link_for_the_cli(
+        page: Callable[..., Any], engine: Any, reviewed: dict[str, str]) -> None:
+    from modelcert.db.models import CertificationRun
+    from modelcert.db.session import transaction
+
+    with transaction(engine) as s:
+        certified = s.get(CertificationRun, reviewed["certified"])
+        recert = CertificationRun(
+            run_key="cli/recertify__2026-12-01/synthetic/1", kind="recertification", status="passed",
+            model_version_id=certified.model_version_id, spec=certified.spec, spec_path=certified.spec_path,
+            spec_base_dir=certified.spec_base_dir, spec_text=certified.spec_text, evidence=certified.evidence,
+            evidence_digest=certified.evidence_digest, submitter=certified.submitter, triggered_by="ops",
+            airflow_dag_id="cli", airflow_run_id="recertify__2026-12-01", certificate_id=reviewed["certificate"])
+        s.add(recert)
+        s.flush()
+        recert_id = recert.id
+    r = page("bob", f"{UI}/runs/{recert_id}")
+    assert r.status_code == 200
+    assert 'id="recertification-note"' in r.text and reviewed["certificate"] in r.text
+    for absent in ('id="quorum"', 'id="signoffs"', 'id="review"', "approve-button", 'id="no-signoff"',
+                   'class="airflow-link"'):
+        assert absent not in r.text, absent
+
+
+def test_only_runs_made_by_airflow_link_to_airflow(page: Callable[..., Any], engine: Any, spec_path: Path,
+                                                   verdicts: dict[str, str], waiting: str) -> None:
+    assert 'class="airflow-link"' not in page("bob", f"{UI}/runs/{waiting}").text  # `modelcert run`: no DAG run
+    reg = pipeline.register(engine, spec_path, run_key="certify_model/manual__1", triggered_by="admin",
+                            dag_id="certify_model", airflow_run_id="manual__1")
+    links = re.findall(r'<a class="airflow-link" href="([^"]+)"', page("bob", f"{UI}/runs/{reg.run_id}").text)
+    assert links == ["/dags/certify_model/runs/manual__1"]
+
+
+def test_a_superseded_certificate_reads_superseded(page: Callable[..., Any], engine: Any,
+                                                   reviewed: dict[str, str]) -> None:
+    from sqlalchemy import update
+
+    from modelcert.db.models import Certificate
+    from modelcert.db.session import transaction
+
+    with transaction(engine) as s:
+        s.execute(update(Certificate).where(Certificate.id == reviewed["certificate"])
+                  .values(status="superseded", status_reason="superseded by version 2"))
+    text = page("bob", f"{UI}/runs/{reviewed['certified']}").text
+    status = re.search(r'id="certificate-status">([^<]+)<', text)
+    assert status is not None and status.group(1) == "superseded"
+    assert "superseded by version 2" in text and "revoked" not in text
