@@ -229,10 +229,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.run:
         rep = report.run_report(engine, _run_id(args, engine))
         if args.json:
-            _print_json({k: rep[k] for k in ("run_id", "model", "version", "status", "reasons", "certificate")})
+            _print_json({k: rep[k] for k in ("run_id", "model", "version", "status", "reasons", "certificate", "policy")})
         else:
             con = _console()
             con.print(f"{rep['run_id']}  {rep['model']} {rep['version']}  [bold]{rep['status']}[/bold]")
+            con.print(escape(f"  judged under risk policy {rep['policy'] or '(not recorded)'}"))
             for st in rep["stages"]:
                 con.print(f"  {st['stage']:<13} {st['status']}")
             for r in rep["reasons"]:
@@ -325,6 +326,7 @@ def cmd_report(args: argparse.Namespace) -> int:
               + (f"  (checked certificate {rep['checked_certificate_id']})" if rep.get("checked_certificate_id") else ""))
     con.print(f"model {rep['model']} {rep['version']} (owner {rep['owner']})  status [bold]{rep['status']}[/bold]")
     con.print(f"evidence digest {rep['evidence_digest']}")
+    con.print(escape(f"risk policy {rep['policy'] or '(not recorded)'}"))
     for name, f in (rep["evidence"].get("files") or {}).items():
         con.print(f"  {name:<10} {f['sha256']}  {f['path']}")
     for r in rep["reasons"]:

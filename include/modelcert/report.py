@@ -24,6 +24,13 @@ from modelcert.pipeline import load_run
 from modelcert.stages import STAGE_NAMES
 
 
+def policy_label(evidence: dict[str, Any] | None) -> str | None:
+    """The risk policy a run was judged under, as people read it: ``2026-12 (sha256 3b17e534…)``; None for a run
+    that did not record one (registered before policies were recorded, or refused before it was judged)."""
+    p = (evidence or {}).get("policy") or {}
+    return f"{p['version']} (sha256 {str(p['sha256'])[:8]}…)" if p.get("version") and p.get("sha256") else None
+
+
 def list_runs(engine: Engine, *, limit: int = 50) -> list[dict[str, Any]]:
     with reader(engine) as s:
         rows = s.execute(
@@ -49,6 +56,7 @@ def list_runs(engine: Engine, *, limit: int = 50) -> list[dict[str, Any]]:
             "airflow_run_id": run.airflow_run_id,
             "stages": {name: stages.get(run.id, {}).get(name, "-") for name in STAGE_NAMES},
             "reasons": run.reasons,
+            "policy": policy_label(run.evidence),
         }
         for run, mv in rows
     ]
@@ -98,6 +106,7 @@ def run_report(engine: Engine, run_id: str) -> dict[str, Any]:
         "spec_path": run.spec_path,
         "evidence": run.evidence,
         "evidence_digest": run.evidence_digest,
+        "policy": policy_label(run.evidence),
         "stages": [
             {
                 "stage": r.stage, "status": r.status, "reason": r.reason, "library": r.library,
@@ -196,6 +205,7 @@ def model_overview(engine: Engine, *, expiring_within_days: int = 14) -> list[di
                 "run_id": run.id, "kind": run.kind, "status": run.status, "created_at": run.created_at.isoformat(),
                 "airflow_dag_id": run.airflow_dag_id, "airflow_run_id": run.airflow_run_id,
                 "stages": {name: stages.get(run.id, {}).get(name, "-") for name in STAGE_NAMES},
+                "policy": policy_label(run.evidence),
             },
             "recertification_configured": configured,
             "last_recertification": None if recert is None else {

@@ -402,6 +402,13 @@ def test_register_stores_the_effective_spec_the_submitted_text_and_the_policy(sp
     [initial] = _policy_events(engine)  # first use of a fresh database: the file in force, recorded
     assert initial.actor == "modelcert (initial)" and initial.entity_id == SHIPPED.sha256
     assert initial.payload["text"] == policy_file.read_text() and initial.payload["previous_sha256"] is None
+    # Shown wherever a run is: status, report, the runs list and the ops view (API JSON and pages read these).
+    from modelcert import report
+
+    shown = f"2026-12 (sha256 {SHIPPED.sha256[:8]}…)"
+    assert report.run_report(engine, reg.run_id)["policy"] == shown
+    assert [r["policy"] for r in report.list_runs(engine)] == [shown]
+    assert [m["latest_run"]["policy"] for m in report.model_overview(engine)] == [shown]
 
 
 @pytest.mark.store
@@ -492,3 +499,16 @@ def test_recertification_cadence_skips_a_certificate_checked_within_it() -> None
     assert not policy.recertification_due("high", now - timedelta(hours=12), now)
     assert not policy.recertification_due("medium", now - timedelta(days=6), now)
     assert policy.recertification_due("medium", now - timedelta(days=7), now)
+
+
+@pytest.mark.store
+def test_status_and_report_name_the_policy(spec_path: Path, engine: Any, db_url: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from modelcert.cli import main
+
+    reg = pipeline.register(engine, spec_path, run_key="shown/1", triggered_by="alice")
+    capsys.readouterr()
+    assert main(["status", reg.run_id, "--database-url", db_url]) == 0
+    assert f"judged under risk policy 2026-12 (sha256 {SHIPPED.sha256[:8]}…)" in capsys.readouterr().out
+    assert main(["report", reg.run_id, "--database-url", db_url]) == 0
+    assert f"risk policy 2026-12 (sha256 {SHIPPED.sha256[:8]}…)" in capsys.readouterr().out
