@@ -131,8 +131,8 @@ def retry_transient(fn: Callable[[], T], *, what: str, budget_s: float | None = 
             if not is_transient(exc) or remaining <= 0:
                 raise
             wait = min(delay, remaining)
-            log.warning("results database unavailable during %s (attempt %d: %s: %s); retrying in %.0fs",
-                        what, attempt, type(exc).__name__, _first_line(exc), wait)
+            log.warning("results database unavailable during %s (attempt %d: %s); retrying in %.0fs",
+                        what, attempt, describe_error(exc), wait)
             sleep(wait)
             delay = min(delay * 2, 15.0)
             attempt += 1
