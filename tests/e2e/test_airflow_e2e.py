@@ -47,12 +47,13 @@ def test_rest_trigger_signoff_via_cli_and_certificate(stack: AirflowStack) -> No
         signoff_run = f"signoff__{row.id}"
         stack.wait_for(lambda: _signoff_state(stack, signoff_run) == "deferred",
                        timeout=120, what="the sensor to defer (worker slot freed)")
-        refused = _cli(stack, "approve", row.id, "--approver", "alice", "--role", "model_validator")
+        seen = ["--evidence-digest", row.evidence_digest]  # the digest the approvers reviewed
+        refused = _cli(stack, "approve", row.id, "--approver", "alice", "--role", "model_validator", *seen)
         assert refused.returncode != 0 and "four-eyes" in refused.stderr
-        ok1 = _cli(stack, "approve", row.id, "--approver", "bob", "--role", "model_validator", "--comment", "ok")
+        ok1 = _cli(stack, "approve", row.id, "--approver", "bob", "--role", "model_validator", "--comment", "ok", *seen)
         assert ok1.returncode == 0, ok1.stderr
         assert stack.task_states("signoff_model", signoff_run)["promote"] in (None, "none", "scheduled", "queued")
-        ok2 = _cli(stack, "approve", row.id, "--approver", "dave", "--role", "risk_officer")
+        ok2 = _cli(stack, "approve", row.id, "--approver", "dave", "--role", "risk_officer", *seen)
         assert ok2.returncode == 0, ok2.stderr
         stack.wait_for(lambda: stack.run_state("signoff_model", signoff_run) in ("success", "failed"),
                        timeout=180, what="the sign-off DAG run to finish")
