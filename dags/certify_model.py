@@ -88,10 +88,11 @@ with DAG(
     @task(trigger_rule="all_done",
           on_success_callback=CertificationNotifier("awaiting_signoff"),
           on_failure_callback=CertificationNotifier("decision"))
-    def decide(reg: dict[str, Any], ti: Any = None, dag_run: Any = None) -> dict[str, Any]:
-        return mc.decide(reg["run_id"], mc.stage_failures(ti, dag_run.dag_id, dag_run.run_id))
+    def decide(ti: Any = None, dag_run: Any = None) -> dict[str, Any]:
+        return mc.decide(mc.registered_run_id(ti), mc.stage_failures(ti, dag_run.dag_id, dag_run.run_id))
 
-    decision = decide(registered)
+    decision = decide()
+    registered >> decision
 
     request_signoff = TriggerDagRunOperator(
         task_id="request_signoff",

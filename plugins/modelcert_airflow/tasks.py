@@ -109,6 +109,15 @@ def stage(stage_name: str, run_id: str, attempt: int = 1, *, max_tries: int | No
     return summary
 
 
+def registered_run_id(ti: Any) -> str:
+    """The run ``register`` recorded. ``decide`` runs even when registration failed (trigger rule all_done); then
+    there is nothing to decide (register stored the run as ``error``) and retrying cannot help."""
+    reg = ti.xcom_pull(task_ids="register")
+    if not isinstance(reg, dict) or not reg.get("run_id"):
+        raise AirflowFailException("registration failed (see the register task); the run is recorded as error")
+    return str(reg["run_id"])
+
+
 def stage_failures(ti: Any, dag_id: str, airflow_run_id: str) -> dict[str, str]:
     """Why each stage task that failed did so, read from Airflow (XCom, else the task's final state): what
     :func:`decide` records for a stage that left no result in the results database."""

@@ -71,3 +71,13 @@ def test_decline_fails_the_sensor(demo_build: Path, db_url: str, airflow_home: P
     assert res["signoff"]["task_states"] == {"await_signoff": "failed", "promote": "upstream_failed"}
     notified = [event for action, event in res["run"]["audit"] if action == "notification_sent"]
     assert notified == ["awaiting_signoff", "signoff_failed"], res["run"]["audit"]
+
+
+def test_failed_registration_fails_fast_without_retrying_decide(db_url: str, airflow_home: Path) -> None:
+    res = run_dag("no_such_spec.yaml", db_url, airflow_home, "none")
+    ts = res["task_states"]
+    assert res["dag_state"] == "failed"
+    # register's verdict is final (recorded as error); decide has nothing to decide and does not wait for retries.
+    assert ts["register"] == "failed" and ts["decide"] == "failed", ts
+    assert ts["request_signoff"] in ("upstream_failed", "None") and res["triggered"] is None
+    assert res["run"]["status"] == "error" and "no_such_spec.yaml" in " ".join(res["run"]["reasons"])
