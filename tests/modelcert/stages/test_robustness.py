@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from modelcert.stages import get_stage
-from modelcert.stages.robustness import STAGE, _LockstepOracle, evaluate
+from modelcert.stages.robustness import STAGE, LockstepOracle, evaluate
 
 HGB_TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
@@ -238,7 +238,7 @@ def test_lockstep_oracle_batches_queries_and_propagates_errors() -> None:
             return [predict(np.full((n, 1), float(i % 2)))[0, 1] for i in range(3)]
         return run
 
-    oracle = _LockstepOracle(answer)
+    oracle = LockstepOracle(answer)
     out = oracle.run({i: job(i + 1) for i in range(5)})
     assert out == {i: [0.0, 1.0, 0.0] for i in range(5)}
     assert calls == [15, 15, 15]  # one model call per round, all rows' queries together
@@ -249,7 +249,7 @@ def test_lockstep_oracle_batches_queries_and_propagates_errors() -> None:
 
     before = threading.active_count()
     with pytest.raises(RuntimeError, match="attack failed"):
-        _LockstepOracle(answer).run({0: job(2), 1: boom, 2: job(2)})
+        LockstepOracle(answer).run({0: job(2), 1: boom, 2: job(2)})
     assert threading.active_count() <= before  # no thread left behind
 
 
