@@ -335,7 +335,8 @@ def _record_decide_error(engine: Engine, run_id: str, reason: str) -> None:
         if is_final(run):
             return
         reason = _clip(reason, 4000)
-        lifecycle.record_error(s, run, run.status, [reason], actor=SYSTEM, payload={"stage": "decide", "reason": reason})
+        lifecycle.record_error(s, run, run.status, [reason], actor=SYSTEM,
+                               payload={"stage": "decide", "reason": reason})
 
 
 def _decide(engine: Engine, run_id: str) -> dict[str, Any]:
@@ -429,13 +430,15 @@ def recheck(s: Session, run: CertificationRun) -> None:
     results, errors, failures = gate(s, run.id, STAGE_NAMES)
     problems = errors + failures
     problems += [f"{r.stage}: stored as {r.status}" for r in results.values()
-                 if r.status not in ("passed", "not_applicable") and r.status != "error"]
+                 if r.status not in ("passed", "not_applicable", "error")]  # errors are in ``errors`` already
     unjudged = s.execute(
         select(CheckResult.name, StageResult.stage).join(StageResult, CheckResult.stage_result_id == StageResult.id)
         .where(StageResult.run_id == run.id, CheckResult.required.is_(True), CheckResult.passed.is_(None))).all()
     problems += [f"{stage}: required check {name} has no verdict" for name, stage in unjudged]
     if problems:
-        shown = "; ".join(_clip(p, 160) for p in problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
+        shown = "; ".join(_clip(p, 160) for p in problems[:3])
+        if len(problems) > 3:
+            shown += f" (+{len(problems) - 3} more)"
         raise LifecycleError(f"run {run.id} is {run.status} but its stored stage results do not pass the gate: "
                              f"{shown}; no certificate is issued")
 
