@@ -1,9 +1,11 @@
 """Seal every evidence row into the audit chain when it is written, and find rows edited since.
 
 Why a session event: the writers (lifecycle, sign-offs, certificates) change often and by different hands; a
-seal nobody has to remember to write cannot be forgotten. Every ORM flush that inserts, updates or deletes an
-evidence row, and every ORM-enabled ``insert``/``update``/``delete`` statement run through a Session on an
-evidence table, appends one ``rows_sealed`` audit event in the same transaction, before commit. Its payload:
+seal nobody has to remember to write cannot be forgotten. Every evidence row an ORM flush inserts, updates or
+deletes, or an ORM-enabled ``insert``/``update``/``delete`` statement run through a Session writes, is noted;
+just before the transaction commits, one ``rows_sealed`` audit event per run (``entity_id`` ``seal:run:<id>``)
+or model version (``seal:mv:<id>``) is appended in that same transaction, for the rows whose content differs
+from their latest seal (a re-run that writes identical evidence adds nothing). Its payload:
 
 ``{"v": 1, "columns": {table: [column, …]}, "rows": [{"t": table, "pk": "…", "sha256": "…"}, …]}``
 
@@ -43,6 +45,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, SessionTran
 
 from modelcert import audit
 from modelcert.db.models import (
+    AuditEvent,
     Certificate,
     CertificationRun,
     CheckResult,
@@ -62,6 +65,7 @@ CHECKS: Table = CheckResult.__table__  # type: ignore[assignment]
 _MODELS = (ModelVersion, CertificationRun, StageResult, Signoff, Certificate)
 
 _SEALED = "modelcert.seal.sealed"          # {(table, pk): digest} sealed in this transaction
+_TOUCHED = "modelcert.seal.touched"        # {table: {pk}} written in this transaction, sealed at commit
 _WANT_CHECKPOINT = "modelcert.seal.checkpoint"
 _HEAD = "modelcert.seal.head"             # chain head to checkpoint after commit
 
@@ -111,9 +115,18 @@ def _pk(table: Table) -> Any:
 # --- writing seals ------------------------------------------------------------------------------------------
 
 
-def _entries(conn: Any, touched: dict[str, set[str]]) -> list[dict[str, Any]]:
-    """Read the touched rows back from the database and digest them; a row no longer there is ``deleted``."""
-    out: list[dict[str, Any]] = []
+def _scope(name: str, row: Any) -> str:
+    """The audit ``entity_id`` a row's seals are filed under (indexed): its run, or its model version."""
+    if name == "model_versions":
+        return f"seal:mv:{row['id']}"
+    run = row["id"] if name == "certification_runs" else row["run_id"]
+    return f"seal:run:{run}"
+
+
+def _entries(conn: Any, touched: dict[str, set[str]]) -> list[tuple[str, dict[str, Any]]]:
+    """Read the touched rows back from the database and digest them; a row no longer there is ``deleted``.
+    Returns (scope, entry) pairs."""
+    out: list[tuple[str, dict[str, Any]]] = []
     for name, table in TABLES.items():
         pks = touched.get(name)
         if not pks:
@@ -130,37 +143,58 @@ def _entries(conn: Any, touched: dict[str, set[str]]) -> list[dict[str, Any]]:
         for key in sorted(pks):
             row = rows.get(str(key))
             if row is None:
-                out.append({"t": name, "pk": str(key), "deleted": True})
+                out.append(("seal:deleted", {"t": name, "pk": str(key), "deleted": True}))
                 continue
             entry: dict[str, Any] = {"t": name, "pk": str(key), "sha256": row_digest(name, row, _columns(table))}
             if name == "stage_results":
                 entry["checks"] = checks.get(str(key), {})
-            out.append(entry)
+            out.append((_scope(name, row), entry))
     return out
 
 
-def seal(session: Session, touched: dict[str, set[str]]) -> int | None:
-    """Append one ``rows_sealed`` event for the touched rows (skipping rows already sealed unchanged in this
-    transaction); returns its audit id, or None when nothing new needed sealing."""
+def _mark(entry: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in entry.items() if k not in ("t", "pk")}, sort_keys=True)
+
+
+def _sealed_before(conn: Any, scopes: set[str]) -> dict[tuple[str, str], str]:
+    """The latest sealed mark of every row filed under ``scopes`` (one indexed query)."""
+    found: dict[tuple[str, str], str] = {}
+    if not scopes:
+        return found
+    ev = AuditEvent.__table__
+    for payload in conn.execute(select(ev.c.payload).where(ev.c.action == SEAL_ACTION, ev.c.entity_id.in_(scopes))
+                                .order_by(ev.c.id)).scalars():
+        for entry in (payload or {}).get("rows") or []:
+            if isinstance(entry, dict):
+                found[(str(entry.get("t")), str(entry.get("pk")))] = _mark(entry)
+    return found
+
+
+def seal(session: Session, touched: dict[str, set[str]]) -> list[int]:
+    """Append a ``rows_sealed`` event per scope (run or model version) for the touched rows whose content
+    differs from their latest seal — an unchanged row is not sealed again, so a task re-run that writes the
+    same evidence adds no audit event. Returns the new audit ids."""
     conn = session.connection()
     done: dict[tuple[str, str], str] = session.info.setdefault(_SEALED, {})
-    fresh = []
-    for entry in _entries(conn, touched):
-        mark = json.dumps({k: v for k, v in entry.items() if k not in ("t", "pk")}, sort_keys=True)
-        if done.get((entry["t"], entry["pk"])) != mark:
-            done[(entry["t"], entry["pk"])] = mark
-            fresh.append(entry)
-    if not fresh:
-        return None
-    tables = sorted({e["t"] for e in fresh})
-    columns = {t: _columns(TABLES[t]) for t in tables}
-    if "stage_results" in columns:
-        columns["check_results"] = _columns(CHECKS)
-    if "certificates" in tables:
-        session.info[_WANT_CHECKPOINT] = True
-    return audit.append_core(conn, actor=SEAL_ACTOR, action=SEAL_ACTION, entity_type="evidence",
-                             entity_id=f"{len(fresh)} rows",
-                             payload={"v": 1, "columns": columns, "rows": fresh})
+    entries = [(scope, e) for scope, e in _entries(conn, touched) if done.get((e["t"], e["pk"])) != _mark(e)]
+    earlier = _sealed_before(conn, {scope for scope, e in entries if not e.get("deleted")})
+    by_scope: dict[str, list[dict[str, Any]]] = {}
+    for scope, entry in entries:
+        key = (entry["t"], entry["pk"])
+        done[key] = _mark(entry)
+        if earlier.get(key) != done[key]:
+            by_scope.setdefault(scope, []).append(entry)
+    ids = []
+    for scope, fresh in sorted(by_scope.items()):
+        tables = sorted({e["t"] for e in fresh})
+        columns = {t: _columns(TABLES[t]) for t in tables}
+        if "stage_results" in columns:
+            columns["check_results"] = _columns(CHECKS)
+        if "certificates" in tables:
+            session.info[_WANT_CHECKPOINT] = True
+        ids.append(audit.append_core(conn, actor=SEAL_ACTOR, action=SEAL_ACTION, entity_type="evidence",
+                                     entity_id=scope[:64], payload={"v": 1, "columns": columns, "rows": fresh}))
+    return ids
 
 
 def _touch(touched: dict[str, set[str]], table: str, pk: Any) -> None:
@@ -189,10 +223,14 @@ def _orm_touched(session: Session) -> dict[str, set[str]]:
     return touched
 
 
+def _merge(session: Session, touched: dict[str, set[str]]) -> None:
+    pending: dict[str, set[str]] = session.info.setdefault(_TOUCHED, {})
+    for table, pks in touched.items():
+        pending.setdefault(table, set()).update(pks)
+
+
 def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
-    touched = _orm_touched(session)
-    if touched:
-        seal(session, touched)
+    _merge(session, _orm_touched(session))
 
 
 def _dml_target(state: ORMExecuteState) -> Table | None:
@@ -204,15 +242,13 @@ def _dml_target(state: ORMExecuteState) -> Table | None:
 
 
 def _do_orm_execute(state: ORMExecuteState) -> Any:
-    """Seal rows written by an insert/update/delete statement on an evidence table (no flush sees those)."""
+    """Note rows written by an insert/update/delete statement on an evidence table (no flush sees those)."""
     table = _dml_target(state)
     if table is None:
         return None
-    session = state.session
-    conn = session.connection()
+    conn = state.session.connection()
     is_check = table.name == CHECKS.name
     key_col = CHECKS.c.stage_result_id if is_check else _pk(TABLES[table.name])
-    owner = "stage_results" if is_check else table.name
     before: list[Any] = []
     if not state.is_insert:
         where = getattr(state.statement, "whereclause", None)
@@ -224,19 +260,27 @@ def _do_orm_execute(state: ORMExecuteState) -> Any:
         before = list(conn.execute(select(table.c[key_col.name]).where(
             text("xmin = pg_current_xact_id()::xid"))).scalars())
     if before:
-        seal(session, {owner: {str(k) for k in before}})
+        _merge(state.session, {"stage_results" if is_check else table.name: {str(k) for k in before}})
     return result
 
 
-# --- checkpoints at certificate issue -----------------------------------------------------------------------
-
-
-def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
+def _before_commit(session: Session) -> None:
+    """Seal everything the transaction wrote, once, just before it commits (a savepoint's release waits for
+    the outer commit); note the chain head to checkpoint when a certificate was written."""
+    if session.in_nested_transaction():
+        return
+    session.flush()
+    touched = session.info.pop(_TOUCHED, None)
+    if touched:
+        seal(session, touched)
     if session.info.get(_WANT_CHECKPOINT):
         conn = session.connection()
         head = audit.chain_head(conn)
         head["database"] = conn.execute(text("SELECT current_database()")).scalar_one()
         session.info[_HEAD] = head
+
+
+# --- checkpoints at certificate issue -----------------------------------------------------------------------
 
 
 def _after_commit(session: Session) -> None:
@@ -254,14 +298,14 @@ def _after_commit(session: Session) -> None:
 
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
-        for key in (_SEALED, _WANT_CHECKPOINT, _HEAD):
+        for key in (_SEALED, _TOUCHED, _WANT_CHECKPOINT, _HEAD):
             session.info.pop(key, None)
 
 
 def install() -> None:
     """Register the events on every Session (idempotent). Called when this module is imported."""
     for name, fn in (("after_flush", _after_flush), ("do_orm_execute", _do_orm_execute),
-                     ("after_flush_postexec", _after_flush_postexec), ("after_commit", _after_commit),
+                     ("before_commit", _before_commit), ("after_commit", _after_commit),
                      ("after_transaction_end", _after_transaction_end)):
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)
