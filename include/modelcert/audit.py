@@ -23,7 +23,7 @@ import json
 import os
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ def event_hash(*, ts: datetime, actor: str, action: str, entity_type: str, entit
                payload: dict[str, Any], prev_hash: str, key: ChainKey | None = None) -> str:
     """sha256 of the row's canonical content, or its HMAC under ``key`` (same 64 hex characters)."""
     body = {
-        "ts": ts.astimezone(timezone.utc).isoformat(timespec="microseconds"),
+        "ts": ts.astimezone(UTC).isoformat(timespec="microseconds"),
         "actor": actor,
         "action": action,
         "entity_type": entity_type,
@@ -114,7 +114,7 @@ def _row(*, actor: str, action: str, entity_type: str, entity_id: str, payload: 
     if key is not None:
         body[MARK] = {"alg": HMAC_ALG, "kid": key.kid}
     body = canonical(body)
-    ts = datetime.now(timezone.utc)
+    ts = datetime.now(UTC)
     eid = str(entity_id)
     return {"ts": ts, "actor": actor, "action": action, "entity_type": entity_type, "entity_id": eid,
             "payload": body, "prev_hash": prev_hash,
@@ -188,8 +188,8 @@ def walk_chain(session: Session, keys: dict[str, ChainKey]) -> ChainWalk:
         walk.ids.append(r["id"])
         walk.hashes[r["id"]] = r["hash"]
         if r["prev_hash"] != prev_hash:
-            walk.problems.append((r["id"], f"row {r['id']}: prev_hash does not match the previous row's hash "
-                                           "(a row before it was deleted, inserted or reordered)"))
+            walk.problems.append((r["id"], (f"row {r['id']}: prev_hash does not match the previous row's hash "
+                                           "(a row before it was deleted, inserted or reordered)")))
         payload = canonical(r["payload"])
         mark = payload.get(MARK) if isinstance(payload, dict) else None
         fields = {k: r[k] for k in ("ts", "actor", "action", "entity_type", "entity_id", "prev_hash")}
@@ -199,18 +199,18 @@ def walk_chain(session: Session, keys: dict[str, ChainKey]) -> ChainWalk:
             if key is None:
                 walk.unverifiable += 1
                 if keys:
-                    walk.problems.append((r["id"], f"row {r['id']}: signed by key {str(mark.get('kid'))[:20]}, "
-                                                   "which is not configured (MODELCERT_AUDIT_OLD_KEYS)"))
+                    walk.problems.append((r["id"], (f"row {r['id']}: signed by key {str(mark.get('kid'))[:20]}, "
+                                                   "which is not configured (MODELCERT_AUDIT_OLD_KEYS)")))
             elif event_hash(**fields, payload=payload, key=key) != r["hash"]:
-                walk.problems.append((r["id"], f"row {r['id']}: content does not match its HMAC (the row was "
-                                               "edited or forged without the audit key)"))
+                walk.problems.append((r["id"], (f"row {r['id']}: content does not match its HMAC (the row was "
+                                               "edited or forged without the audit key)")))
         else:
             if event_hash(**fields, payload=payload) != r["hash"]:
-                walk.problems.append((r["id"], f"row {r['id']}: content does not match its hash (the row was "
-                                               "edited)"))
+                walk.problems.append((r["id"], (f"row {r['id']}: content does not match its hash (the row was "
+                                               "edited)")))
             elif keys and walk.signed:
-                walk.problems.append((r["id"], f"row {r['id']}: not signed with the audit key although earlier "
-                                               "rows are (forged, or rewritten without the key)"))
+                walk.problems.append((r["id"], (f"row {r['id']}: not signed with the audit key although earlier "
+                                               "rows are (forged, or rewritten without the key)")))
             walk.unsigned_ids.append(r["id"])
         if r["action"] == SEAL_ACTION and isinstance(payload, dict):
             walk.seals.append((r["id"], payload))

@@ -17,7 +17,7 @@ import fcntl
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def _body(line: dict[str, Any]) -> bytes:
 
 def write(head: dict[str, Any], *, reason: str, target: Path | None = None) -> dict[str, Any]:
     """Append one checkpoint line for ``head`` (from :func:`audit.chain_head` plus ``database``)."""
-    line: dict[str, Any] = {"v": 1, "ts": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+    line: dict[str, Any] = {"v": 1, "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
                             "database": str(head["database"]), "last_id": int(head["last_id"]),
                             "head_hash": str(head["head_hash"]), "count": int(head["count"]), "reason": reason}
     key = audit.signing_key()

@@ -36,12 +36,12 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Table, event, select, text
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
 from modelcert import audit
 from modelcert.db.models import (
@@ -85,8 +85,8 @@ def canon(value: Any) -> Any:
     if isinstance(value, str):
         return ["s", value]
     if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-        return ["t", aware.astimezone(timezone.utc).isoformat(timespec="microseconds")]
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return ["t", aware.astimezone(UTC).isoformat(timespec="microseconds")]
     if isinstance(value, date):
         return ["d", value.isoformat()]
     if isinstance(value, dict):
@@ -269,6 +269,9 @@ def _before_commit(session: Session) -> None:
     the outer commit); note the chain head to checkpoint when a certificate was written."""
     if session.in_nested_transaction():
         return
+    pending = any(isinstance(o, (*_MODELS, CheckResult)) for o in (*session.new, *session.dirty, *session.deleted))
+    if not (pending or session.info.get(_TOUCHED)):
+        return  # not a modelcert write (e.g. Airflow's own sessions in the same process): leave it alone
     session.flush()
     touched = session.info.pop(_TOUCHED, None)
     if touched:

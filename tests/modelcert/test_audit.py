@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
+from modelcert import audit
+from modelcert.db.session import reader, transaction
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from modelcert import audit
-from modelcert.db.session import reader, transaction
 from tests.lifecycle import run_all
 
 pytestmark = pytest.mark.store
@@ -35,9 +36,8 @@ def _verify(engine: Any) -> audit.VerifyResult:
                                  "DELETE FROM audit_events WHERE id = 2",
                                  "TRUNCATE audit_events"])
 def test_database_refuses_update_delete_truncate(chain: Any, sql: str) -> None:
-    with pytest.raises(DBAPIError, match="append-only"):
-        with transaction(chain) as s:
-            s.execute(text(sql))
+    with pytest.raises(DBAPIError, match="append-only"), transaction(chain) as s:
+        s.execute(text(sql))
     assert _verify(chain).ok
 
 
@@ -102,6 +102,7 @@ def _anchors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _certify(engine: Any, spec_path: Path) -> dict[str, Any]:
     from modelcert import pipeline
     from modelcert.governance import Identity, record_decision
+
     from tests.lifecycle import ROLES
 
     run_id = run_all(engine, spec_path)
@@ -140,12 +141,12 @@ def test_clean_certification_is_sealed_checkpointed_and_intact(engine: Any, cert
 
 
 EDITS = {
-    "check value": ("UPDATE check_results SET value = 0.95 WHERE id = (SELECT min(id) FROM check_results "
-                    "WHERE name = 'score')", "check_results id {check}", "score[all]"),
-    "check verdict": ("UPDATE check_results SET passed = NOT passed WHERE id = (SELECT min(id) FROM check_results "
-                      "WHERE name = 'score')", "check_results id {check}", "content changed since sealed"),
-    "check threshold": ("UPDATE check_results SET threshold = '{\"min\": 0.01}' WHERE id = (SELECT min(id) FROM "
-                        "check_results WHERE name = 'score')", "check_results id {check}", "content changed"),
+    "check value": (("UPDATE check_results SET value = 0.95 WHERE id = (SELECT min(id) FROM check_results "
+                    "WHERE name = 'score')"), "check_results id {check}", "score[all]"),
+    "check verdict": (("UPDATE check_results SET passed = NOT passed WHERE id = (SELECT min(id) FROM check_results "
+                      "WHERE name = 'score')"), "check_results id {check}", "content changed since sealed"),
+    "check threshold": (("UPDATE check_results SET threshold = '{\"min\": 0.01}' WHERE id = (SELECT min(id) FROM "
+                        "check_results WHERE name = 'score')"), "check_results id {check}", "content changed"),
     "sign-off": ("UPDATE signoffs SET approver = 'mallory' WHERE approver = 'bob'", "signoffs id", "mallory"),
     "certificate status": ("UPDATE certificates SET status = 'revoked'", "certificates id {cert}", "revoked"),
     "certificate validity": ("UPDATE certificates SET valid_until = valid_until + interval '10 years'",
@@ -186,9 +187,8 @@ def test_forged_signoff_row_and_deleted_check_are_named(engine: Any, certified: 
 
 def test_writes_through_statements_are_sealed_too(engine: Any, certified: dict[str, Any]) -> None:
     """An ORM-enabled UPDATE statement (no flush sees it) is sealed by the execute hook."""
-    from sqlalchemy import update
-
     from modelcert.db.models import Certificate
+    from sqlalchemy import update
 
     with transaction(engine) as s:
         s.execute(update(Certificate).where(Certificate.id == certified["certificate_id"])
@@ -198,12 +198,12 @@ def test_writes_through_statements_are_sealed_too(engine: Any, certified: dict[s
 
 def _forge(engine: Any, n: int) -> None:
     """Append ``n`` correctly chained rows the way someone with only database credentials can (plain sha256)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     prev = _one(engine, "SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1")
     rows = []
     for i in range(n):
-        ts = datetime.now(timezone.utc)
+        ts = datetime.now(UTC)
         body = {"role": "risk_officer", "i": i}
         h = audit.event_hash(ts=ts, actor="mallory", action="signoff_approve", entity_type="run", entity_id="x",
                              payload=body, prev_hash=prev)
