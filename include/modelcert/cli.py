@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from modelcert.errors import ModelcertError, SignoffError
+from modelcert.home import modelcert_home, resolve_database_url
 
 EXIT_ERROR = 2
 EXIT_REJECTED = 3
@@ -27,43 +28,19 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
-def modelcert_home() -> Path:
-    env = os.environ.get("MODELCERT_HOME")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "pyproject.toml").is_file():
-        return repo / ".modelcert"
-    return Path.home() / ".modelcert"
-
-
-_EMBEDDED: Any = None
-
-
-def resolve_database_url(explicit: str | None) -> str:
-    """Explicit URL, else MODELCERT_DATABASE_URL, else an embedded PostgreSQL under MODELCERT_HOME."""
-    global _EMBEDDED
-    from modelcert.db.session import ENV_URL, normalize_url
-
-    url = explicit or os.environ.get(ENV_URL)
-    if url:
-        return normalize_url(url)
-    from modelcert import embedded
-
-    if _EMBEDDED is None:
-        _EMBEDDED = embedded.start(modelcert_home() / "pgdata")
-    return _EMBEDDED.url("modelcert")
-
-
-def _engine(args: argparse.Namespace, *, migrate: bool = True):
-    from modelcert.db import migrate as mig
+def _engine(args: argparse.Namespace, *, migrate_embedded: bool = False):
+    """The command's results database, refused unless its schema is this code's (``modelcert db upgrade``
+    migrates it): no command migrates a database implicitly. ``migrate_embedded`` (``run``) may bring the
+    embedded default database, which modelcert itself created, up to date, and says so on stderr."""
     from modelcert.db.session import get_engine
+    from modelcert.home import explicit_database_url, require_current_schema, upgrade_if_behind
 
     url = resolve_database_url(args.database_url)
-    if migrate:
-        cur = mig.current(url)
-        if cur != mig.head():
-            mig.upgrade(url)
+    if migrate_embedded and explicit_database_url(args.database_url) is None:
+        migrated_to = upgrade_if_behind(url)
+        if migrated_to:
+            print(f"migrated the embedded results database to revision {migrated_to}", file=sys.stderr)
+    require_current_schema(url)
     return get_engine(url)
 
 
@@ -171,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from modelcert import pipeline
     from modelcert.stages import STAGE_NAMES
 
-    engine = _engine(args)
+    engine = _engine(args, migrate_embedded=True)
     run_key = f"cli/{uuid.uuid4()}"
     con = _console()
     reg = pipeline.register(engine, args.spec, run_key=run_key, triggered_by=getpass.getuser())

@@ -68,10 +68,10 @@ def install_stop_handlers() -> None:
 def main(args: argparse.Namespace) -> int:
     """The demo; on a stop signal, everything it started is stopped (exit 0 when it was only keeping
     Airflow up for you, else 128 + the signal number)."""
-    from modelcert import cli
+    from modelcert import home
 
     install_stop_handlers()
-    embedded_before = cli._EMBEDDED
+    embedded_before = home.embedded_server()
     waiting_for_user: list[bool] = []
     try:
         return _main(args, waiting_for_user)
@@ -80,15 +80,14 @@ def main(args: argparse.Namespace) -> int:
         return 0 if waiting_for_user else 128 + stop.signum
     finally:
         # The embedded PostgreSQL stops last, after Airflow (whose processes use it), and only if we started it.
-        if cli._EMBEDDED is not None and embedded_before is None:
+        if home.embedded_server() is not None and embedded_before is None:
             _say("==> stopping the embedded PostgreSQL")
-            cli._EMBEDDED.stop()
-            cli._EMBEDDED = None
+            home.stop_embedded()
 
 
 def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     from modelcert.airflow_stack import AirflowStack
-    from modelcert.cli import modelcert_home, resolve_database_url
+    from modelcert.home import explicit_database_url, modelcert_home, resolve_database_url, start_embedded
     from modelcert.db import migrate
     from modelcert.db.models import CertificationRun
     from modelcert.db.session import get_engine, reader
@@ -106,16 +105,13 @@ def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     results_url = resolve_database_url(args.database_url)
     metadata_url = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
     if not metadata_url:
-        from modelcert import cli
-
-        assert cli._EMBEDDED is not None or os.environ.get("MODELCERT_DATABASE_URL")
-        if cli._EMBEDDED is None:
-            from modelcert import embedded
-
-            cli._EMBEDDED = embedded.start(home / "pgdata")
-        metadata_url = cli._EMBEDDED.url("airflow")
-        _say(f"==> embedded PostgreSQL at {cli._EMBEDDED.pgdata} (databases airflow, modelcert)")
-    _say("==> migrating the results database")
+        server = start_embedded()
+        metadata_url = server.url("airflow")
+        _say(f"==> embedded PostgreSQL at {server.pgdata} (databases airflow, modelcert)")
+    # Explicit, and said: the demo migrates the results database it runs on (the embedded default one, or the
+    # one MODELCERT_DATABASE_URL names for the demo); other commands refuse a database that is behind.
+    where = "embedded" if explicit_database_url(args.database_url) is None else "given"
+    _say(f"==> migrating the {where} results database to this code's schema (modelcert db upgrade)")
     migrate.upgrade(results_url)
     engine = get_engine(results_url)
 

@@ -32,9 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from modelcert_airflow.auth import Caller, CsrfRefused, NotAuthenticated, authenticate, check_csrf
+from modelcert_airflow.views import URL_PREFIX, run_view
 
-#: Where Airflow mounts this app (``fastapi_apps[].url_prefix``).
-URL_PREFIX = "/modelcert"
 
 STATUS_OF_REFUSAL: dict[str, int] = {
     "forbidden": 403,
@@ -113,18 +112,6 @@ def run(run_id: str, caller: CallerDep, engine: EngineDep) -> dict[str, Any]:
     """The run's evidence report, its sign-off state, what *you* may sign on it, and ``review``: the summary
     an approver must see first (warnings, waived checks, spec diff against the last certified spec, policy)."""
     return run_view(engine, run_id, caller)
-
-
-def run_view(engine: Engine, run_id: str, caller: Caller) -> dict[str, Any]:
-    from modelcert import pipeline, report
-    from modelcert.governance import signoff_options
-    from modelcert.review import approval_summary
-
-    rep = report.run_report(engine, run_id)
-    rep["quorum"] = pipeline.signoff_state(engine, run_id).as_dict()
-    rep["you"] = signoff_options(engine, run_id, caller.name)
-    rep["review"] = approval_summary(engine, run_id)
-    return rep
 
 
 def _decide(request: Request, caller: Caller, engine: Engine, run_id: str, decision: str, role: str,

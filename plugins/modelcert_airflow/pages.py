@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from modelcert_airflow.auth import CSRF_HEADER, Caller, authenticate, login_url
+from modelcert_airflow.views import URL_PREFIX, run_view
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _ENV: Any = None
@@ -129,8 +130,6 @@ class Links:
     """URLs for one request: ours (``/modelcert`` under Airflow) and Airflow's own pages."""
 
     def __init__(self, request: Request) -> None:
-        from modelcert_airflow.api import URL_PREFIX
-
         self.base = str(request.scope.get("root_path", "")).rstrip("/")
         self.airflow = self.base[: -len(URL_PREFIX)] if self.base.endswith(URL_PREFIX) else ""
         self.api = f"{self.base}/api"
@@ -180,8 +179,6 @@ async def runs_page(request: Request) -> Response:
 @pages.get("/runs/{run_id}")
 async def run_page(request: Request, run_id: str) -> Response:
     from starlette.concurrency import run_in_threadpool
-
-    from modelcert_airflow.api import run_view
 
     caller = await authenticate(request)
     rep = await run_in_threadpool(run_view, _engine(request), run_id, caller)
