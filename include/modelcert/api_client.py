@@ -84,7 +84,12 @@ class ApiClient:
         return pick(cleaned, [str(r["run_id"]) for r in self._call("GET", "/runs", params={"limit": 500})])
 
     def decide(self, run_id: str, decision: str, *, role: str, evidence_digest: str, text: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"role": role, "evidence_digest": evidence_digest}
+        """Approve or decline ``evidence_digest``: the digest the approver reviewed. Required, and never read back
+        from the server to fill it in (that would approve whatever the run holds now, seen or not)."""
+        if not evidence_digest or not evidence_digest.strip():
+            raise SignoffError("evidence_digest: required — the evidence digest you reviewed (`modelcert report RUN` "
+                               "shows it)", code="invalid")
+        body: dict[str, Any] = {"role": role, "evidence_digest": evidence_digest.strip()}
         body["comment" if decision == "approve" else "reason"] = text
         return dict(self._call("POST", f"/runs/{run_id}/{decision}", json=body))
 
@@ -125,20 +130,3 @@ def check_approver(client: ApiClient, approver: str | None) -> str:
         raise SignoffError(f"--approver {approver} is not the authenticated Airflow user {me['user']}: through the API "
                            "the approver is whoever the token belongs to", code="identity_mismatch")
     return str(me["user"])
-
-
-def decide_via_api(base_url: str, run_id: str, decision: str, *, role: str, text: str, evidence_digest: str,
-                   approver: str | None = None, token: str | None = None, user: str | None = None,
-                   password: str | None = None) -> dict[str, Any]:
-    """Approve or decline as the authenticated Airflow user; the server decides, by the same rules as ever.
-
-    ``evidence_digest`` is the digest the approver reviewed and is required: it is never read back from the
-    server and filled in (that would approve whatever the run holds now, seen or not). ``approver``, when
-    given, must be the authenticated user."""
-    if not evidence_digest or not evidence_digest.strip():
-        raise SignoffError("evidence_digest: required — the evidence digest you reviewed (`modelcert report RUN` "
-                           "shows it)", code="invalid")
-    client = connect(base_url, token=token, user=user, password=password)
-    check_approver(client, approver)
-    run_id = client.resolve_run(run_id)
-    return client.decide(run_id, decision, role=role, evidence_digest=evidence_digest.strip(), text=text)

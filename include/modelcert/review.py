@@ -260,8 +260,11 @@ _MISSING: Any = _Missing()
 
 
 def _walk(node: Any, prefix: str) -> list[tuple[str, Any]]:
-    """Leaves of a spec by dotted path; a threshold mapping is one leaf (it is judged as a whole)."""
-    if isinstance(node, dict) and node and not _is_threshold(node):
+    """Leaves of a spec by dotted path; a threshold mapping is one leaf (it is judged as a whole), an empty
+    mapping none (what it gains or loses shows up as its own leaves)."""
+    if isinstance(node, dict) and not node:
+        return []
+    if isinstance(node, dict) and not _is_threshold(node):
         out: list[tuple[str, Any]] = []
         for key in sorted(node, key=str):
             out.extend(_walk(node[key], f"{prefix}.{key}" if prefix else str(key)))

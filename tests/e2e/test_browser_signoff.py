@@ -73,6 +73,35 @@ def approve_in_page(page: Page, comment: str) -> None:
                   timeout=30, what="the approval to be recorded")
 
 
+def certified_baseline(stack: AirflowStack, run_id: str) -> str:
+    """A certified earlier run of the same model whose spec held disparate impact to ≥ 0.85 (the run under
+    review loosens it to the shipped 0.8): written as the lifecycle would leave it, so the page has a spec diff
+    to show without a second full certification through Airflow."""
+    from datetime import timedelta
+
+    from modelcert.db.models import Certificate, CertificationRun
+    from modelcert.db.session import get_engine, transaction
+    from modelcert.lifecycle import utcnow
+
+    with transaction(get_engine(stack.results_url)) as s:
+        run = s.get(CertificationRun, run_id)
+        assert run is not None
+        spec = json.loads(json.dumps(run.spec))
+        spec["checks"]["fairness"]["disparate_impact"]["min"] = 0.85
+        earlier = CertificationRun(
+            run_key=f"browser-baseline/{run_id}", model_version_id=run.model_version_id, kind="certification",
+            status="certified", reasons=[], spec=spec, spec_path=run.spec_path, spec_base_dir=run.spec_base_dir,
+            spec_text=run.spec_text, evidence=run.evidence, evidence_digest=run.evidence_digest,
+            submitter=run.submitter, triggered_by="admin", created_at=utcnow() - timedelta(days=31),
+            decided_at=utcnow() - timedelta(days=30))
+        s.add(earlier)
+        s.flush()
+        s.add(Certificate(run_id=earlier.id, model_version_id=run.model_version_id, status="superseded",
+                          status_reason="baseline for the browser test", evidence_digest=run.evidence_digest,
+                          approvers=[], valid_from=utcnow() - timedelta(days=30), valid_until=utcnow()))
+        return str(earlier.id)
+
+
 def frame_text(page: Page, selector: str) -> str:
     return str(page.evaluate(f"{FRAME}?.querySelector({json.dumps(selector)})?.innerText || ''"))
 
@@ -86,12 +115,23 @@ def test_signoff_in_the_airflow_ui(browser: Browser, stack: AirflowStack) -> Non
         row = run_row(stack, airflow_run)
         assert row is not None and row.status == "awaiting_signoff", row and row.reasons
         run_path = f"/plugin/certification/modelcert/ui/runs/{row.id}"
+        baseline = certified_baseline(stack, row.id)
 
-        # bob (model_validator) logs in through Airflow's login page and approves in the UI.
+        # bob (model_validator) logs in through Airflow's login page; before the buttons he sees the summary:
+        # warnings, waived checks, the spec diff against the last certified spec (a loosened bar), the policy.
         bob = login(browser, stack, "bob", run_path)
         pages.append(bob)
         open_in_airflow(bob, stack, row.id)
         assert "german-credit-lr" in frame_text(bob, "h1") and "awaiting signoff" in frame_text(bob, "#run-status")
+        bob.wait_for(f"{FRAME}?.querySelector('#review-thresholds')", what="the spec diff")
+        review_top = bob.evaluate(f"{FRAME}.querySelector('#review').getBoundingClientRect().top")
+        button_top = bob.evaluate(f"{FRAME}.querySelector('#approve-button').getBoundingClientRect().top")
+        assert review_top < button_top, (review_top, button_top)
+        diff = frame_text(bob, "#review-thresholds")
+        assert "checks.fairness.disparate_impact" in diff and "loosened" in diff and "≥ 0.85" in diff, diff
+        assert baseline[:8] in frame_text(bob, "#review-diff")
+        assert "checks.fairness.average_odds_difference" in frame_text(bob, "#review-waived")
+        assert frame_text(bob, "#review-warnings") and "2026-12" in frame_text(bob, "#review-policy")
         assert bob.evaluate(f"[...{FRAME}.querySelectorAll('#role option')].map(o => o.value)") == ["model_validator"]
         assert bob.evaluate(f"{FRAME}.querySelector('#signoff-form').dataset.digest") == row.evidence_digest
         bob.screenshot(SCREENSHOT_SIGNOFF)
@@ -109,7 +149,8 @@ def test_signoff_in_the_airflow_ui(browser: Browser, stack: AirflowStack) -> Non
                        headers={"Authorization": f"Bearer {stack.token('carol')}"},
                        json={"role": "model_validator", "evidence_digest": row.evidence_digest})
         assert r.status_code == 403 and r.json()["code"] == "forbidden", r.text
-        cli = subprocess.run([MODELCERT, "approve", row.id, "--role", "model_validator"], capture_output=True,
+        cli = subprocess.run([MODELCERT, "approve", row.id, "--role", "model_validator", "--evidence-digest",
+                              row.evidence_digest], capture_output=True,
                              text=True, timeout=120,
                              env=dict(os.environ, MODELCERT_API_URL=stack.base_url, MODELCERT_USER="carol",
                                       MODELCERT_PASSWORD=stack.password("carol")))

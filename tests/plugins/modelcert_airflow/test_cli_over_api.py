@@ -217,3 +217,14 @@ def test_on_a_terminal_the_summary_and_digest_are_shown_and_must_be_confirmed(
     assert code == 0, err
     assert out.index("Before you sign") < out.index(f"evidence digest {digest}") < out.index("approved run")
     assert signoffs(engine, run_id) == [("bob", digest)]
+
+
+def test_the_api_client_never_sends_a_decision_without_the_digest_seen() -> None:
+    from modelcert.api_client import ApiClient
+    from modelcert.errors import SignoffError
+
+    client = ApiClient("http://127.0.0.1:9", "unused-token", timeout=1)  # nothing listens: a request would fail
+    for blank in ("", "  "):
+        with pytest.raises(SignoffError, match="evidence_digest: required") as exc:
+            client.decide("a" * 36, "approve", role="model_validator", evidence_digest=blank, text="")
+        assert exc.value.code == "invalid"
