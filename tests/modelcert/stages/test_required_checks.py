@@ -54,7 +54,9 @@ def forest_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _robustness_spec(attacks: list[str]) -> dict[str, Any]:
-    return {"model": {"features": ["x1", "x2"], "trusted_types": RF_TRUSTED},
+    # Low tier: the risk policy floors no robustness bound there, so the permissive bounds below are allowed.
+    return {"use_case": {"description": "unit test", "intended_use": "tests", "risk_tier": "low"},
+            "model": {"features": ["x1", "x2"], "trusted_types": RF_TRUSTED},
             "data": {"label": "label", "protected_attributes": {"sex": {"privileged": ["m"]}}},
             "checks": {"robustness": {"attacks": attacks, "eps": [0.1], "sample_size": 20,
                                       "min_robust_accuracy": {"min": 0.0}, "max_flip_rate": {"max": 1.0}}}}
