@@ -305,11 +305,14 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
             session.info.pop(key, None)
 
 
+#: The Session events this module registers (name, listener).
+HOOKS = (("after_flush", _after_flush), ("do_orm_execute", _do_orm_execute), ("before_commit", _before_commit),
+         ("after_commit", _after_commit), ("after_transaction_end", _after_transaction_end))
+
+
 def install() -> None:
     """Register the events on every Session (idempotent). Called when this module is imported."""
-    for name, fn in (("after_flush", _after_flush), ("do_orm_execute", _do_orm_execute),
-                     ("before_commit", _before_commit), ("after_commit", _after_commit),
-                     ("after_transaction_end", _after_transaction_end)):
+    for name, fn in HOOKS:
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)
 
