@@ -55,9 +55,10 @@ def test_decline_ends_the_wait(engine: Any, db_url: str, spec_path: Path, verdic
 
     monkeypatch.setenv("MODELCERT_DATABASE_URL", db_url)
     run_id = run_all(engine, spec_path)
+    shown = digest_shown(engine, run_id)
     threading.Thread(target=lambda: (time.sleep(1), record_decision(
-        engine, run_id, Identity("dave", "t"), role="risk_officer", decision="decline", comment="no", roles=ROLES)),
-        daemon=True).start()
+        engine, run_id, Identity("dave", "t"), role="risk_officer", decision="decline", comment="no", roles=ROLES,
+        evidence_digest=shown)), daemon=True).start()
     events, _ = asyncio.run(_events(SignoffTrigger(run_id=run_id, poll_interval=600), limit=30))
     assert [e.payload["state"] for e in events] == ["declined"]
 
