@@ -8,7 +8,8 @@ is gone, its hash differs, or the number of rows up to it changed, ``audit verif
 Written (appended, one ``write`` per line under an exclusive lock) after every transaction that issues or
 changes a certificate commits, and by ``modelcert audit verify --checkpoint`` after a clean verification.
 Location: ``MODELCERT_AUDIT_CHECKPOINTS``, else ``$MODELCERT_HOME/audit/checkpoints.jsonl``. Lines name their
-database, so one file may serve several; a results database that is recreated needs a fresh file.
+database (name @ cluster system identifier), so one file may serve several; a database dropped and recreated
+on the same server shows as truncated against the old lines (move the file aside when that is intended).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from modelcert import audit
@@ -70,8 +71,12 @@ def write(head: dict[str, Any], *, reason: str, target: Path | None = None) -> d
     return line
 
 
-def database_name(session: Session) -> str:
-    return str(session.execute(text("SELECT current_database()")).scalar_one())
+def database_name(conn: Session | Connection) -> str:
+    """Which results database a line is about: its name and the cluster's system identifier (set by initdb),
+    so a database of the same name on another server or a re-initialised one is not mistaken for this one,
+    while a database dropped and recreated on the same server is (and shows as truncated)."""
+    row = conn.execute(text("SELECT current_database(), (SELECT system_identifier FROM pg_control_system())")).one()
+    return f"{row[0]}@{row[1]}"
 
 
 def write_current(session: Session, *, reason: str) -> dict[str, Any]:

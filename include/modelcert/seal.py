@@ -277,9 +277,11 @@ def _before_commit(session: Session) -> None:
     if touched:
         seal(session, touched)
     if session.info.get(_WANT_CHECKPOINT):
+        from modelcert import checkpoints
+
         conn = session.connection()
         head = audit.chain_head(conn)
-        head["database"] = conn.execute(text("SELECT current_database()")).scalar_one()
+        head["database"] = checkpoints.database_name(conn)
         session.info[_HEAD] = head
 
 

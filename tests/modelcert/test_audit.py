@@ -319,3 +319,17 @@ def test_cli_verify_checkpoint_and_named_row(engine: Any, certified: dict[str, A
     out = capsys.readouterr().out
     assert "TAMPERED" in out and f"certificates id {certified['certificate_id']}" in out
     assert len(_anchors.read_text().splitlines()) == 2  # no checkpoint vouches for a tampered chain
+
+
+def test_checkpoints_of_another_database_do_not_apply(engine: Any, certified: dict[str, Any], _anchors: Path) -> None:
+    """Lines name their database (name @ cluster id): the same name on another cluster is someone else's chain."""
+    from modelcert import checkpoints
+
+    with reader(engine) as s:
+        mine = checkpoints.database_name(s)
+    name = mine.split("@")[0]
+    checkpoints.write({"database": f"{name}@1", "last_id": 999, "head_hash": "f" * 64, "count": 999},
+                      reason="verify")
+    assert _verify(engine).ok
+    checkpoints.write({"database": mine, "last_id": 999, "head_hash": "f" * 64, "count": 999}, reason="verify")
+    assert "audit row 999, the chain head then, is missing" in _verify(engine).problem
