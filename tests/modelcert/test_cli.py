@@ -46,7 +46,7 @@ def test_run_audit_in_process_then_status_and_report(demo_build: Path, db_url: s
 
 def test_approve_refusal_exit_code(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--database-url", db_url, "approve", "00000000-0000-0000-0000-000000000000",
-                 "--approver", "bob", "--role", "model_validator"])
+                 "--approver", "bob", "--role", "model_validator", "--evidence-digest", "f" * 64])
     assert code == 2
     assert "no certification run with id" in capsys.readouterr().err
 
@@ -81,13 +81,14 @@ def test_flags_after_subcommand_short_ids_and_json_only_stdout(
     assert _json_only(capsys.readouterr().out)["run_id"] == run_id  # type: ignore[index]
 
     for who, role in (("bob", "model_validator"), ("dave", "risk_officer")):
-        assert main(["approve", short, "--approver", who, "--role", role, "--database-url", db_url, "--json"]) == 0
+        assert main(["approve", short, "--approver", who, "--role", role, "--database-url", db_url, "--json",
+                     "--evidence-digest", rep["evidence_digest"]]) == 0
         assert _json_only(capsys.readouterr().out)["run_id"] == run_id  # type: ignore[index]
     assert main(["promote", short, "--database-url", db_url]) == 0
     cert = _json_only(capsys.readouterr().out)
     assert isinstance(cert, dict) and cert["run_id"] == run_id and cert["status"] == "valid"
     assert main(["decline", short, "--approver", "bob", "--role", "model_validator", "--reason", "late",
-                 "--database-url", db_url]) == 2
+                 "--database-url", db_url, "--evidence-digest", rep["evidence_digest"]]) == 2
     assert "is certified, not awaiting sign-off" in capsys.readouterr().err
 
 
