@@ -281,7 +281,8 @@ def recertify(engine: Engine, certificate_id: str, *, dag_id: str, airflow_run_i
         files["train"] = train_entry
     if "model" in cert_files:
         files["model"] = cert_files["model"]
-    evidence = Evidence(spec_sha256=str(cert_ev.get("spec_sha256", "")), files=files)
+    # Judged on the certified (effective) spec's thresholds: under the risk policy the certification recorded.
+    evidence = Evidence(spec_sha256=str(cert_ev.get("spec_sha256", "")), files=files, policy=cert_ev.get("policy") or {})
     effective = recertification_spec(spec, current=current,
                                      reference=str(ref_entry["path"]) if ref_entry else None,
                                      train=str(train_entry["path"]) if train_entry else None)

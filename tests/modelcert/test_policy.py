@@ -15,6 +15,7 @@ from modelcert.db.models import CertificationRun
 from modelcert.db.session import reader
 from modelcert.errors import SpecError
 from modelcert.spec import CertificationSpec, parse_spec
+from tests.modelcert.test_recertify import fake_stages  # noqa: F401 - a fixture
 from tests.modelcert.test_sandbox import _Reduce, joblib_spec, pickle_bytes
 
 TREE = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
@@ -512,3 +513,19 @@ def test_status_and_report_name_the_policy(spec_path: Path, engine: Any, db_url:
     assert f"judged under risk policy 2026-12 (sha256 {SHIPPED.sha256[:8]}…)" in capsys.readouterr().out
     assert main(["report", reg.run_id, "--database-url", db_url]) == 0
     assert f"risk policy 2026-12 (sha256 {SHIPPED.sha256[:8]}…)" in capsys.readouterr().out
+
+
+@pytest.mark.store
+def test_a_recertification_records_the_policy_its_certification_was_judged_under(engine: Any, tmp_path: Path,
+                                                                                  fake_stages: Any) -> None:
+    from tests.modelcert.test_recertify import DS, LABELS, certify, make_spec, recert, write_prod
+
+    cert = certify(engine, make_spec(tmp_path, "good", LABELS))
+    write_prod(tmp_path / "good" / "spec.yaml", f"batch_{DS}.csv", 0.8)
+    out = recert(engine, cert)
+    with reader(engine) as s:
+        run = s.get(CertificationRun, out["run_id"])
+        certified = s.get(CertificationRun, cert["run_id"])
+        assert run.kind == "recertification"
+        assert run.evidence["policy"] == certified.evidence["policy"] == {"version": "2026-12",
+                                                                          "sha256": SHIPPED.sha256}
