@@ -529,3 +529,42 @@ def test_a_recertification_records_the_policy_its_certification_was_judged_under
         assert run.kind == "recertification"
         assert run.evidence["policy"] == certified.evidence["policy"] == {"version": "2026-12",
                                                                           "sha256": SHIPPED.sha256}
+
+
+@pytest.mark.store
+@pytest.mark.parametrize("attacks_run, status", [([], "rejected"), (["hop_skip_jump"], "awaiting_signoff")])
+def test_the_gate_rejects_a_model_no_attack_ran_on(engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   attacks_run: list[str], status: str) -> None:
+    """Every stage passes its checks; the robustness result says which attacks ran. None → the high tier's
+    minimum robustness evidence is a failed mandatory check at the gate, and the run is rejected."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from modelcert.stages import STAGE_NAMES
+    from modelcert.stages.base import Check, outcome
+    from modelcert.thresholds import Threshold
+    from tests.conftest import write_synthetic
+
+    class Stage:
+        def __init__(self, name: str) -> None:
+            self.name, self.library = name, ""
+
+        def run(self, ctx: Any) -> Any:
+            summary = {"attacks_run": attacks_run, "attacks_not_applicable": {"fgsm": "no gradients here"}} \
+                if self.name == "robustness" else {}
+            return outcome(self.name, [Check.judged("score", 0.9, Threshold(min=0.5))], library="", summary=summary)
+
+    monkeypatch.setattr(pipeline, "get_stage", Stage)
+    df = pd.DataFrame({"x": [float(i % 7) for i in range(40)], "sex": ["m", "f"] * 20, "y": [0, 1, 1, 0] * 10})
+    model = LogisticRegression().fit(df[["x"]], df["y"])
+    path, _ = write_synthetic(tmp_path, {"test": df}, {
+        "model": {"features": ["x"]},
+        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}}}, model)
+    reg = pipeline.register(engine, path, run_key=f"attacks/{len(attacks_run)}", triggered_by="alice")
+    for name in STAGE_NAMES:
+        pipeline.run_stage(engine, reg.run_id, name)
+    decision = pipeline.decide(engine, reg.run_id)
+    assert decision["status"] == status, decision
+    line = (f"robustness: attacks_executed: 0 attack(s) ran on the model; the high-tier policy requires at least 1 "
+            f"({LABEL}); fgsm: no gradients here")
+    assert decision["reasons"] == ([line] if status == "rejected" else [])
