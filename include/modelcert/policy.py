@@ -124,7 +124,7 @@ class TierPolicy(_Strict):
     recertify_every: PolicyDuration
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TierPolicy":
+    def _consistent(self) -> TierPolicy:
         missing = [c for c in self.mandatory_checks if c not in self.floors]
         if missing:
             raise ValueError(f"mandatory_checks {missing} have no floor; give each a bound under floors")
@@ -161,7 +161,7 @@ class Policy(_Strict):
     _text: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
-    def _every_spec_tier_is_covered(self) -> "Policy":
+    def _every_spec_tier_is_covered(self) -> Policy:
         missing = [t for t in RISK_TIERS if t not in self.tiers]
         if missing:
             raise ValueError(f"tiers: no entry for risk tier(s) {missing}; low, medium and high always need one")

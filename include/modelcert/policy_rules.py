@@ -14,7 +14,8 @@ registration, so the stored ``run.spec`` holds the thresholds the stages judge (
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from modelcert.safe_yaml import clip
 from modelcert.spec import CertificationSpec
@@ -114,7 +115,7 @@ def _checks_of(spec: CertificationSpec) -> dict[str, tuple[Threshold, bool]]:
     return out
 
 
-def _threshold_problems(path: str, key: str, spec_t: Threshold, tier_name: str, tier: "TierPolicy",
+def _threshold_problems(path: str, key: str, spec_t: Threshold, tier_name: str, tier: TierPolicy,
                         label: str) -> list[str]:
     found: list[str] = []
     floor = tier.floors.get(key)
@@ -139,7 +140,7 @@ def _threshold_problems(path: str, key: str, spec_t: Threshold, tier_name: str, 
     return found
 
 
-def spec_problems(spec: CertificationSpec, policy: "Policy") -> list[str]:
+def spec_problems(spec: CertificationSpec, policy: Policy) -> list[str]:
     """Every way ``spec`` breaks ``policy``, one line each (empty when it complies)."""
     from modelcert.policy import tier_message
 
@@ -174,7 +175,7 @@ def spec_problems(spec: CertificationSpec, policy: "Policy") -> list[str]:
     return found
 
 
-def _stage_problems(spec: CertificationSpec, tier_name: str, tier: "TierPolicy", label: str) -> list[str]:
+def _stage_problems(spec: CertificationSpec, tier_name: str, tier: TierPolicy, label: str) -> list[str]:
     found: list[str] = []
     rc = spec.checks.robustness
     need = max(tier.min_attacks_executed, 1 if "robustness" in tier.mandatory_stages else 0)
@@ -211,7 +212,7 @@ def merged_quorum(policy_quorum: dict[str, int], spec_required: dict[str, int] |
     return out
 
 
-def _signoff_problems(spec: CertificationSpec, tier_name: str, tier: "TierPolicy", label: str) -> list[str]:
+def _signoff_problems(spec: CertificationSpec, tier_name: str, tier: TierPolicy, label: str) -> list[str]:
     found: list[str] = []
     if spec.signoff.policy_merged:
         found.append("signoff.policy_merged: set by modelcert when a run is registered, not by a spec; remove it")
@@ -251,7 +252,7 @@ def _override_items(spec: CertificationSpec) -> Iterable[tuple[str, str, Thresho
                                                                                                     required=req)
 
 
-def _recertification_problems(spec: CertificationSpec, tier_name: str, tier: "TierPolicy", label: str) -> list[str]:
+def _recertification_problems(spec: CertificationSpec, tier_name: str, tier: TierPolicy, label: str) -> list[str]:
     found: list[str] = []
     for key, path, t in _override_items(spec):
         if t is None:
@@ -263,7 +264,7 @@ def _recertification_problems(spec: CertificationSpec, tier_name: str, tier: "Ti
 
 
 # ------------------------------------------------------------------------------------------- the transform
-def _effective_checks(spec: CertificationSpec, tier: "TierPolicy") -> dict[str, tuple[Threshold, bool]]:
+def _effective_checks(spec: CertificationSpec, tier: TierPolicy) -> dict[str, tuple[Threshold, bool]]:
     """Every check after the merge: the spec's bounds intersected with the floors, the mandatory checks
     added at their floor, ``required`` forced where the tier allows no warning."""
     out: dict[str, tuple[Threshold, bool]] = {}
@@ -276,7 +277,7 @@ def _effective_checks(spec: CertificationSpec, tier: "TierPolicy") -> dict[str, 
     return out
 
 
-def effective_spec(spec: CertificationSpec, policy: "Policy") -> CertificationSpec:
+def effective_spec(spec: CertificationSpec, policy: Policy) -> CertificationSpec:
     """The spec the stages judge (call after :func:`spec_problems` found nothing): effective thresholds, the
     merged quorum (``signoff.policy_merged``), the validity capped at the tier's maximum."""
     from modelcert.spec import parse_spec
@@ -310,7 +311,7 @@ def effective_spec(spec: CertificationSpec, policy: "Policy") -> CertificationSp
 
 
 # ------------------------------------------------------------------------------------------- the gate
-def gate_failures(spec: CertificationSpec, results: dict[str, Any], policy: "Policy") -> list[str]:
+def gate_failures(spec: CertificationSpec, results: dict[str, Any], policy: Policy) -> list[str]:
     """What the policy adds to the gate: the minimum robustness evidence. A robustness result that executed
     fewer attacks than the tier requires (not applicable, or every attack not applicable) is a failed
     mandatory check — unless the run is a predictions-only audit. A stage error is the gate's already."""

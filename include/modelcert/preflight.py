@@ -44,10 +44,10 @@ class Preflight:
     #: The spec as the submitter wrote it (before the policy transform).
     submitted: CertificationSpec
     #: The risk policy the run is judged under.
-    policy: "Policy"
+    policy: Policy
 
 
-def preflight(spec_path: str | Path, *, engine: "Engine | None" = None) -> Preflight:
+def preflight(spec_path: str | Path, *, engine: Engine | None = None) -> Preflight:
     """Run every up-front check on the spec at ``spec_path``; raise the first problem as a ModelcertError whose
     message names the field and what is allowed. With ``engine`` (registering a run) the policy file must also
     be the last one applied in that database (``modelcert.policy_store.ensure_in_force``)."""
@@ -66,7 +66,7 @@ def preflight(spec_path: str | Path, *, engine: "Engine | None" = None) -> Prefl
                      policy=policy)
 
 
-def _apply_policy(spec: CertificationSpec, engine: "Engine | None") -> tuple["Policy", CertificationSpec]:
+def _apply_policy(spec: CertificationSpec, engine: Engine | None) -> tuple[Policy, CertificationSpec]:
     """The institution's bar (``modelcert.policy``): the submitter cannot choose how their model is judged. A spec
     that loosens the policy is refused; one that complies becomes the effective spec (stricter of both)."""
     from modelcert import policy as policies

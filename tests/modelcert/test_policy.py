@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-
 from modelcert import pipeline, policy
 from modelcert.db.models import CertificationRun
 from modelcert.db.session import reader
 from modelcert.errors import SpecError
 from modelcert.spec import CertificationSpec, parse_spec
+from sqlalchemy import select
+
 from tests.modelcert.test_recertify import fake_stages  # noqa: F401 - a fixture
 from tests.modelcert.test_sandbox import _Reduce, joblib_spec, pickle_bytes
 
@@ -441,7 +442,7 @@ def test_a_hand_edited_policy_file_refuses_runs_until_applied(spec_path: Path, e
     new_sha = hashlib.sha256(edited).hexdigest()
     assert main(["policy", "apply", str(policy_file), "--user", "erin", "--database-url", db_url, "--json"]) == 0
     capsys.readouterr()
-    initial, applied = _policy_events(engine)
+    _initial, applied = _policy_events(engine)
     assert applied.actor == "erin" and applied.entity_id == new_sha
     assert applied.payload["previous_sha256"] == SHIPPED.sha256 and applied.payload["sha256"] == new_sha
     assert applied.payload["version"] == "2026-12" and applied.payload["text"] == edited.decode()
@@ -492,9 +493,9 @@ def test_policy_apply_writes_a_new_file_atomically_and_show_reports_it(engine: A
 
 
 def test_recertification_cadence_skips_a_certificate_checked_within_it() -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    now = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
     assert policy.recertification_due("high", None, now)
     assert policy.recertification_due("high", now - timedelta(hours=23, minutes=30), now)  # daily, within the slack
     assert not policy.recertification_due("high", now - timedelta(hours=12), now)
@@ -516,8 +517,8 @@ def test_status_and_report_name_the_policy(spec_path: Path, engine: Any, db_url:
 
 
 @pytest.mark.store
-def test_a_recertification_records_the_policy_its_certification_was_judged_under(engine: Any, tmp_path: Path,
-                                                                                  fake_stages: Any) -> None:
+@pytest.mark.usefixtures("fake_stages")
+def test_a_recertification_records_the_policy_its_certification_was_judged_under(engine: Any, tmp_path: Path) -> None:
     from tests.modelcert.test_recertify import DS, LABELS, certify, make_spec, recert, write_prod
 
     cert = certify(engine, make_spec(tmp_path, "good", LABELS))
@@ -538,11 +539,11 @@ def test_the_gate_rejects_a_model_no_attack_ran_on(engine: Any, tmp_path: Path, 
     """Every stage passes its checks; the robustness result says which attacks ran. None → the high tier's
     minimum robustness evidence is a failed mandatory check at the gate, and the run is rejected."""
     import pandas as pd
-    from sklearn.linear_model import LogisticRegression
-
     from modelcert.stages import STAGE_NAMES
     from modelcert.stages.base import Check, outcome
     from modelcert.thresholds import Threshold
+    from sklearn.linear_model import LogisticRegression
+
     from tests.conftest import write_synthetic
 
     class Stage:
