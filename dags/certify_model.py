@@ -6,12 +6,25 @@ Give a certification spec (a shipped one from `include/specs`, or a path). The r
 1. **register** validates the spec, hashes model, data and spec into the *evidence digest*, records the run;
 2. **stages** (one task each, in parallel): data quality (Great Expectations), performance (scikit-learn),
    robustness (IBM ART), fairness (IBM AIF360), drift (Evidently), compliance (policy checks);
-   red = failed checks or error, pink = not applicable (the reason is in the log and in Postgres);
-3. **decide** rejects (any failed required check) or errors (any stage error, with its cause) — the task and
-   the run turn red and list the reasons — or moves the run to *awaiting sign-off*;
-4. **request_signoff** hands a run awaiting sign-off to the **`signoff_model`** DAG (one DAG run per
-   certification run, run id `signoff__<run id>`), which waits in the triggerer for the approvals and then
-   issues the certificate. This DAG run ends here: green = awaiting sign-off, red = rejected or error.
+3. **decide** (the gate) reads what the stages stored and branches to the one task named for its verdict:
+   **awaiting_signoff** → **request_signoff** hands the run to the **`signoff_model`** DAG (one DAG run per
+   certification run, run id `signoff__<run id>`, its note naming the model and version), which waits in the
+   triggerer for the approvals and then issues the certificate; **rejected** (a failed required check, one
+   log line per reason); **error** (a stage or the registration could not judge, with the cause).
+
+**How a verdict looks in the grid.** A model failing its checks is a result, not a crash: every stage whose
+checks ran is green, with its verdict and failed checks in its log and XCom (pink = not applicable, reason in
+the log), and the run ends **success** with the green **rejected** task visible in the grid — the rejected
+model is in Postgres, the report and the notification, and nobody in ops has to act. Red means something broke
+and someone must look: a stage that could not judge or crashed (its task, then the **error** task), a refused
+spec (register, then error), a results-database outage that outlasted the retries. So a rejected certification
+and a crashed stage are told apart at a glance, and a red DAG run is always worth opening.
+
+**Which model.** Trigger with a run id naming it, `<model>_<version>__<UTC timestamp>` (the demo and the
+harness do, e.g. `german-credit-lr_1.0.0__2026-12-02T10:15:03.123Z`; in the UI's trigger form, set *Run id*).
+Airflow 3.3 gives a task no way to set the note of its own DAG run (the Task SDK can set a note only on a run
+it triggers), so the model and version are also in the **register** task's XCom, and the sign-off DAG run this
+run triggers carries them in its note.
 
 Why the wait is a separate DAG: a run waiting for people can take days. While the sensor lived in this DAG,
 every waiting run counted against `max_active_runs`, and four waiting runs left every new certification
@@ -31,12 +44,12 @@ import os
 from datetime import datetime
 from typing import Any
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, TaskGroup, task
 
 from modelcert.stages import STAGE_NAMES
 from modelcert_airflow import tasks as mc
 from modelcert_airflow.notifiers import CertificationNotifier
+from modelcert_airflow.operators import RequestSignoffOperator
 
 SHIPPED_SPECS = sorted(p.name for p in mc.SPEC_DIR.glob("*.yaml"))
 
@@ -62,7 +75,7 @@ with DAG(
             minLength=6,
         ),
     },
-    user_defined_macros={"signoff_run_id": mc.signoff_run_id},
+    user_defined_macros={"signoff_run_id": mc.signoff_run_id, "signoff_note": mc.signoff_note},
     render_template_as_native_obj=True,
 ) as dag:
 
@@ -85,22 +98,39 @@ with DAG(
 
             run_stage(registered)
 
-    @task(trigger_rule="all_done",
-          on_success_callback=CertificationNotifier("awaiting_signoff"),
-          on_failure_callback=CertificationNotifier("decision"))
-    def decide(ti: Any = None, dag_run: Any = None) -> dict[str, Any]:
-        return mc.decide(mc.registered_run_id(ti), mc.stage_failures(ti, dag_run.dag_id, dag_run.run_id))
+    @task.branch(trigger_rule="all_done")
+    def decide(ti: Any = None, dag_run: Any = None) -> str:
+        decision = mc.decide(mc.registered_run_id(ti), mc.stage_failures(ti, dag_run.dag_id, dag_run.run_id))
+        ti.xcom_push(key=mc.DECISION_KEY, value=decision)
+        return mc.verdict_task(decision)
 
     decision = decide()
     registered >> decision
+    stages >> decision
 
-    request_signoff = TriggerDagRunOperator(
+    @task(task_id=mc.VERDICT_TASKS["awaiting_signoff"], on_success_callback=CertificationNotifier("awaiting_signoff"))
+    def awaiting_signoff(ti: Any = None) -> dict[str, Any]:
+        return mc.announce_decision(ti)
+
+    @task(task_id=mc.VERDICT_TASKS["rejected"], on_success_callback=CertificationNotifier("decision"))
+    def rejected(ti: Any = None) -> dict[str, Any]:
+        return mc.announce_decision(ti)
+
+    @task(task_id=mc.VERDICT_TASKS["error"], on_failure_callback=CertificationNotifier("decision"))
+    def error(ti: Any = None) -> dict[str, Any]:
+        return mc.announce_decision(ti)  # fails the task (and the DAG run) with the cause
+
+    waiting = awaiting_signoff()
+    decision >> [waiting, rejected(), error()]
+
+    request_signoff = RequestSignoffOperator(
         task_id="request_signoff",
         trigger_dag_id=mc.SIGNOFF_DAG_ID,
         trigger_run_id="{{ signoff_run_id(ti.xcom_pull(task_ids='register')['run_id']) }}",
         conf={mc.SIGNOFF_PARAM: "{{ ti.xcom_pull(task_ids='register')['run_id'] }}"},
+        note="{{ signoff_note(ti.xcom_pull(task_ids='register'), run_id) }}",
         reset_dag_run=True,
         wait_for_completion=False,
     )
 
-    stages >> decision >> request_signoff
+    waiting >> request_signoff

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,29 @@ _LOG_SERVER_CODE = (
 #: Signals that stop the stack; children get their default dispositions back (a shell that starts a
 #: background job makes it ignore SIGINT, and ignored dispositions survive exec).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+#: The certification DAG, whose runs are named after the model and version they certify.
+CERTIFY_DAG_ID = "certify_model"
+#: Where a spec given by file name lives (as the DAG's ``spec`` param resolves it).
+SPEC_DIR = Path(__file__).resolve().parents[1] / "specs"
+
+
+def certify_run_id(spec: str, *, now: datetime | None = None) -> str | None:
+    """``<model>_<version>__<UTC timestamp>`` for a certify_model run of ``spec`` (a shipped spec's file name or a
+    path), so Airflow's runs list and grid show which model a run certified; None when the spec cannot be read
+    (the run is then refused by its register task, under the id Airflow gives it). The spec's name and version
+    rules keep the id inside Airflow's allowed run-id characters."""
+    from modelcert.spec import load_spec
+
+    path = Path(spec) if Path(spec).is_absolute() else SPEC_DIR / spec
+    try:
+        parsed, _ = load_spec(path)
+    except Exception:  # noqa: BLE001 - any unreadable spec: let Airflow name the run, register reports why
+        return None
+    when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return f"{parsed.model.name}_{parsed.model.version}__{stamp}"
 
 
 def loopback_hostname() -> str:
@@ -321,8 +345,15 @@ class AirflowStack:
         errors = self.api("GET", "/api/v2/importErrors").text
         raise TimeoutError(f"DAG {dag_id} not parsed after {timeout:.0f}s; import errors: {errors[:2000]}")
 
-    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
-        r = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+    def trigger(self, dag_id: str, conf: dict[str, Any], *, run_id: str | None = None) -> str:
+        """Trigger a DAG run; a ``certify_model`` run gets an id naming its model and version
+        (:func:`certify_run_id`) unless ``run_id`` is given or the spec cannot be read (then Airflow names it)."""
+        if run_id is None and dag_id == CERTIFY_DAG_ID and isinstance(conf.get("spec"), str):
+            run_id = certify_run_id(conf["spec"])
+        body: dict[str, Any] = {"logical_date": None, "conf": conf}
+        if run_id is not None:
+            body["dag_run_id"] = run_id
+        r = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
         if r.status_code >= 300:
             raise RuntimeError(f"trigger {dag_id} failed: {r.status_code} {r.text[:500]}")
         return str(r.json()["dag_run_id"])

@@ -1,7 +1,12 @@
 """Task callables: each calls one modelcert library function and maps its outcome to a task state.
 
-passed → success · failed/rejected/error → failed (AirflowFailException: no retry, the verdict is final)
-· not_applicable → skipped. Unexpected exceptions propagate, so Airflow's retries apply.
+A verdict is not a crash. A stage whose checks ran ends ``success`` whatever they found (its verdict and the
+failed checks are in its log and its XCom); ``not_applicable`` → skipped; a stage that could not judge
+(status ``error``) or a refused registration → failed (AirflowFailException: no retry, final). ``decide``
+returns the gate's verdict and branches to the one terminal task named for it (:data:`VERDICT_TASKS`):
+``awaiting_signoff`` and ``rejected`` succeed (the verdict is data, logged in one line per reason), ``error``
+fails. Unexpected exceptions (a database outage, a bug) propagate, so Airflow's retries apply, and the task
+turns red: red in the grid always means something broke, never that a model failed its checks.
 
 Results-database outages: every call runs under :func:`modelcert.db.session.retry_transient` (a connection
 failure repeats the idempotent unit of work with backoff for ``MODELCERT_DB_RETRY_SECONDS``, default 60 s), and
@@ -12,6 +17,7 @@ that error as the stage's result, so the run's reason is the real cause, not "th
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +36,12 @@ STAGE_GROUP = "stages"
 SIGNOFF_DAG_ID = "signoff_model"
 #: Its one param: the modelcert run id (conf ``{"modelcert_run_id": ...}``).
 SIGNOFF_PARAM = "modelcert_run_id"
+#: certify_model's terminal task per gate verdict; ``decide`` follows exactly one of them.
+VERDICT_TASKS: dict[str, str] = {"awaiting_signoff": "awaiting_signoff", "rejected": "rejected", "error": "error"}
+#: XCom key under which ``decide`` leaves the decision (``{"run_id", "status", "reasons", ...}``).
+DECISION_KEY = "modelcert_decision"
+
+log = logging.getLogger("modelcert.airflow")
 
 
 #: Task retries for infrastructure faults (a verdict raises AirflowFailException and is never retried): with
@@ -104,17 +116,19 @@ def stage(stage_name: str, run_id: str, attempt: int = 1, *, max_tries: int | No
         raise AirflowSkipException(f"{stage_name} not applicable: {summary['reason']}")
     if summary["status"] == "error":
         raise AirflowFailException(f"{stage_name} error: {summary['reason']}")
-    if summary["status"] == "failed":
-        raise AirflowFailException(f"{stage_name} failed checks: {', '.join(summary['failed'])}")
+    if summary["status"] == "failed":  # a verdict, not a crash: the task succeeds, decide rejects the run
+        log.warning("%s FAILED %d check(s): %s", stage_name, len(summary["failed"]), ", ".join(summary["failed"]))
+    else:
+        log.info("%s %s: %d check(s)", stage_name, summary["status"].upper(), summary["checks"])
     return summary
 
 
-def registered_run_id(ti: Any) -> str:
-    """The run ``register`` recorded. ``decide`` runs even when registration failed (trigger rule all_done); then
-    there is nothing to decide (register stored the run as ``error``) and retrying cannot help."""
+def registered_run_id(ti: Any) -> str | None:
+    """The run ``register`` recorded, or None: ``decide`` runs even when registration failed (trigger rule
+    all_done); then there is nothing to decide (register stored the run as ``error``) and retrying cannot help."""
     reg = ti.xcom_pull(task_ids="register")
     if not isinstance(reg, dict) or not reg.get("run_id"):
-        raise AirflowFailException("registration failed (see the register task); the run is recorded as error")
+        return None
     return str(reg["run_id"])
 
 
@@ -179,19 +193,62 @@ def record_stage_failures(run_id: str, failures: dict[str, str]) -> list[str]:
     return recorded
 
 
-def decide(run_id: str, stage_errors: dict[str, str] | None = None) -> dict[str, Any]:
+def decide(run_id: str | None, stage_errors: dict[str, str] | None = None) -> dict[str, Any]:
+    """The gate's verdict as data (``status`` is one of :data:`VERDICT_TASKS`); never raises for a verdict.
+
+    A gate that fails on the run's own data is recorded as ``error`` by the library and returned as such; a
+    database outage still raises (retried by Airflow)."""
     from modelcert import pipeline
     from modelcert.db.session import retry_transient
+    from modelcert.errors import ModelcertError
+
+    if run_id is None:
+        return {"run_id": None, "status": "error",
+                "reasons": ["registration failed (see the register task); the run is recorded as error"]}
 
     def work() -> dict[str, Any]:
         record_stage_failures(run_id, stage_errors or {})
         return pipeline.decide(results_engine(), run_id)
 
-    decision = retry_transient(work, what="decide")
-    if decision["status"] in ("rejected", "error"):
-        reasons = "\n  - ".join(decision["reasons"])
-        raise AirflowFailException(f"run {run_id} {decision['status'].upper()}:\n  - {reasons}")
+    try:
+        decision = retry_transient(work, what="decide")
+    except ModelcertError as exc:  # recorded as the run's error by pipeline.decide
+        return {"run_id": run_id, "status": "error", "reasons": [str(exc)]}
+    if decision["status"] not in VERDICT_TASKS:  # e.g. already certified when a finished DAG run is cleared
+        return {**decision, "status": "error",
+                "reasons": [f"run {run_id} is already {decision['status']}; start a new certification run"]}
     return decision
+
+
+def verdict_task(decision: dict[str, Any]) -> str:
+    """The terminal task ``decide`` branches to."""
+    return VERDICT_TASKS[decision["status"]]
+
+
+def announce(decision: dict[str, Any], model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Log the verdict in one line per reason (what the terminal task's log shows); ``error`` fails the task."""
+    status, run_id = decision["status"], decision.get("run_id")
+    who = f"{model['model']} {model['version']}" if model and model.get("model") else "the spec"
+    reasons = list(decision.get("reasons") or [])
+    headline = f"{who}: {status.upper().replace('_', ' ')} (modelcert run {run_id or '-'})"
+    if status == "error":
+        raise AirflowFailException(headline + ": " + "; ".join(reasons))
+    log.log(logging.WARNING if status == "rejected" else logging.INFO, "%s", headline)
+    for reason in reasons:
+        log.log(logging.WARNING, "  - %s", reason)
+    return decision
+
+
+def announce_decision(ti: Any) -> dict[str, Any]:
+    """:func:`announce` the decision ``decide`` left in XCom, naming the model ``register`` recorded."""
+    return announce(ti.xcom_pull(task_ids="decide", key=DECISION_KEY), ti.xcom_pull(task_ids="register"))
+
+
+def signoff_note(reg: dict[str, Any] | None, airflow_run_id: str) -> str:
+    """The note of the sign-off DAG run: which model and version waits, and the certification run it came from."""
+    reg = reg or {}
+    return (f"{reg.get('model', '?')} {reg.get('version', '?')} awaits sign-off "
+            f"(modelcert run {reg.get('run_id', '?')}, certify_model run {airflow_run_id})")
 
 
 def promote(run_id: str) -> dict[str, Any]:

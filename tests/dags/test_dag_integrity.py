@@ -23,8 +23,11 @@ for dag_id, dag in bag.dags.items():
         "retry": {t.task_id: [t.retry_delay.total_seconds(), t.retry_exponential_backoff,
                               t.max_retry_delay.total_seconds() if t.max_retry_delay else None] for t in dag.tasks},
         "max_active_runs": dag.max_active_runs,
-        "trigger": {t.task_id: [t.trigger_dag_id, t.trigger_run_id, t.conf, t.reset_dag_run, t.wait_for_completion]
-                    for t in dag.tasks if type(t).__name__ == "TriggerDagRunOperator"},
+        "trigger": {t.task_id: [t.trigger_dag_id, t.trigger_run_id, t.conf, t.reset_dag_run, t.wait_for_completion,
+                                t.note, "note" in t.template_fields]
+                    for t in dag.tasks if hasattr(t, "trigger_dag_id")},
+        "branch": sorted(t.task_id for t in dag.tasks if "Branch" in type(t).__name__),
+        "downstream": {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks},
         "params": {k: dag.params.get_param(k).schema for k in dag.params.keys()},
         "groups": sorted(k for k in dag.task_group.get_task_group_dict() if k),
         "outlets": {t.task_id: [getattr(o, "uri", str(o)) for o in t.outlets] for t in dag.tasks if t.outlets},
@@ -58,9 +61,14 @@ def test_dag_folder(tmp_path: Path) -> None:
     dag = bag["dags"]["certify_model"]
     assert "modelcert" in dag["tags"] and dag["doc"]
     stages = ["data_quality", "performance", "robustness", "fairness", "drift", "compliance"]
-    # The certification DAG ends at the decision: nothing in it waits for people.
-    assert set(dag["tasks"]) == {"register", "decide", "request_signoff", *(f"stages.{s}" for s in stages)}
+    # The certification DAG ends at the decision: nothing in it waits for people. decide branches to one terminal
+    # task per verdict, so the grid names the verdict; only awaiting_signoff leads on to the sign-off DAG.
+    verdicts = ["awaiting_signoff", "error", "rejected"]
+    assert set(dag["tasks"]) == {"register", "decide", *verdicts, "request_signoff", *(f"stages.{s}" for s in stages)}
     assert dag["sensor"] == {}
+    assert dag["branch"] == ["decide"] and dag["downstream"]["decide"] == verdicts
+    assert dag["downstream"]["awaiting_signoff"] == ["request_signoff"]
+    assert dag["downstream"]["rejected"] == dag["downstream"]["error"] == dag["downstream"]["request_signoff"] == []
     assert "stages" in dag["groups"]
     # Every task retries infrastructure faults long enough to outlast a short results-DB outage (>= 2 minutes of
     # waiting between tries); verdicts are AirflowFailException and never retried (tests/plugins).
@@ -68,8 +76,9 @@ def test_dag_folder(tmp_path: Path) -> None:
         retries = dag["retries"][task_id]
         assert retries >= 3, (task_id, retries)
         assert _min_wait(retries, *dag["retry"][task_id]) >= 120, (task_id, dag["retry"][task_id])
-    trigger_dag, run_id_template, conf, reset, wait = dag["trigger"]["request_signoff"]
+    trigger_dag, run_id_template, conf, reset, wait, note, note_templated = dag["trigger"]["request_signoff"]
     assert trigger_dag == "signoff_model" and reset is True and wait is False
+    assert note_templated and "signoff_note(" in note and "register" in note  # the sign-off run names the model
     assert "signoff_run_id(" in run_id_template and "register" in run_id_template
     assert "register" in conf["modelcert_run_id"]
     spec_param = dag["params"]["spec"]
@@ -111,3 +120,26 @@ def test_spec_param_schema_rejects_non_yaml(tmp_path: Path) -> None:
         except jsonschema.ValidationError:
             continue
         raise AssertionError(f"{bad!r} passed the param schema")
+
+
+def test_verdict_tasks_and_sign_off_note() -> None:
+    """decide's verdict picks the terminal task; only ``error`` fails it; the note names model and version."""
+    sys.path.insert(0, str(REPO / "plugins"))
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from modelcert_airflow import tasks
+
+    assert {s: tasks.verdict_task({"status": s}) for s in ("awaiting_signoff", "rejected", "error")} == {
+        "awaiting_signoff": "awaiting_signoff", "rejected": "rejected", "error": "error"}
+    reg = {"run_id": "r-1", "model": "german-credit-lr", "version": "1.0.0"}
+    rejected = {"run_id": "r-1", "status": "rejected", "reasons": ["fairness: disparate_impact[sex]: 0.32 < 0.8"]}
+    assert tasks.announce(rejected, reg) is rejected  # a verdict: logged, the task succeeds
+    try:
+        tasks.announce({"run_id": "r-1", "status": "error", "reasons": ["robustness: the model process died"]}, reg)
+    except AirflowFailException as exc:
+        assert str(exc) == ("german-credit-lr 1.0.0: ERROR (modelcert run r-1): robustness: the model process died")
+    else:
+        raise AssertionError("an error verdict must fail its task")
+    assert tasks.decide(None)["status"] == "error"  # no registration: nothing to decide, routed to error
+    note = tasks.signoff_note(reg, "german-credit-lr_1.0.0__2026-12-02T10:15:03.123Z")
+    assert note.startswith("german-credit-lr 1.0.0 awaits sign-off (modelcert run r-1")
