@@ -92,10 +92,11 @@ def test_decide_names_the_real_cause_of_a_stage_that_stored_nothing(tasks: Any, 
     ti = _ti({"stages.performance": reported[-1]}, {"stages.compliance": "failed"})
     failures = tasks.stage_failures(ti, "certify_model", "manual__2")
     assert set(failures) == {"performance", "compliance"}
+    decision = tasks.decide(reg.run_id, failures)  # a verdict is data; the `error` task is what fails
+    assert decision["status"] == "error" and tasks.verdict_task(decision) == "error"
     with pytest.raises(AirflowFailException, match="ERROR"):
-        tasks.decide(reg.run_id, failures)
-    with pytest.raises(AirflowFailException):
-        tasks.decide(reg.run_id, failures)  # a re-run of decide records nothing twice
+        tasks.announce(decision, {"model": "m", "version": "1"})
+    assert tasks.decide(reg.run_id, failures)["status"] == "error"  # a re-run of decide records nothing twice
     with reader(engine) as s:
         run = s.get(CertificationRun, reg.run_id)
         stages = s.execute(select(StageResult.stage, StageResult.status).where(StageResult.run_id == reg.run_id)).all()
