@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def certify_run_id(spec: str, *, now: datetime | None = None) -> str | None:
         parsed, _ = load_spec(path)
     except Exception:  # noqa: BLE001 - any unreadable spec: let Airflow name the run, register reports why
         return None
-    when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (now or datetime.now(UTC)).astimezone(UTC)
     stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
     return f"{parsed.model.name}_{parsed.model.version}__{stamp}"
 
@@ -217,7 +217,8 @@ class AirflowStack:
             "PYTHONWARNINGS": "ignore",
             "NO_COLOR": "1",
         })
-        if self.log_server_host in ("127.0.0.1", "localhost", "::1") and "AIRFLOW__CORE__HOSTNAME_CALLABLE" not in os.environ:
+        loopback = self.log_server_host in ("127.0.0.1", "localhost", "::1")
+        if loopback and "AIRFLOW__CORE__HOSTNAME_CALLABLE" not in os.environ:
             env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{__name__}.loopback_hostname"
         return env
 
@@ -275,7 +276,8 @@ class AirflowStack:
         while time.monotonic() < deadline:
             for name, p in self.procs.items():
                 if p.poll() is not None:
-                    raise RuntimeError(f"airflow {name} exited with {p.returncode}; see {self.home / 'logs' / (name + '.log')}:\n"
+                    log_file = self.home / "logs" / (name + ".log")
+                    raise RuntimeError(f"airflow {name} exited with {p.returncode}; see {log_file}:\n"
                                        + self.tail(name))
             try:
                 r = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5)

@@ -87,11 +87,11 @@ def main(args: argparse.Namespace) -> int:
 
 def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     from modelcert.airflow_stack import AirflowStack
-    from modelcert.home import explicit_database_url, modelcert_home, resolve_database_url, start_embedded
     from modelcert.db import migrate
     from modelcert.db.models import CertificationRun
     from modelcert.db.session import get_engine, reader
     from modelcert.demo.build import BUILD_DIR, build_all
+    from modelcert.home import explicit_database_url, modelcert_home, resolve_database_url, start_embedded
 
     specs = _selected_specs(getattr(args, "specs", None))  # a wrong --spec fails before anything starts
     home = modelcert_home()
@@ -258,7 +258,8 @@ def _recertification_demo(stack: Any, engine: Any, waiting: dict[str, Any]) -> b
     _say(f"    Airflow run {airflow_run}: {stack.run_state(RECERTIFY_DAG_ID, airflow_run)} "
          "(failed = a recertification failed; the summary task lists which)")
     for o in recertify.run_outcomes(engine, dag_id=RECERTIFY_DAG_ID, airflow_run_id=airflow_run):
-        _say(f"  {o['label']:<26} recertification {o['status'].upper():<7} certificate {o['certificate_status'].upper()}"
+        _say(f"  {o['label']:<26} recertification {o['status'].upper():<7} "
+             f"certificate {o['certificate_status'].upper()}"
              f"  (run {o['run_id']})")
         _say(f"      current data {o['current_data']}")
         _say("      " + " · ".join(f"{k} {v}" for k, v in o["stages"].items()))
@@ -267,7 +268,8 @@ def _recertification_demo(stack: Any, engine: Any, waiting: dict[str, Any]) -> b
     events = stack.api("GET", "/api/v2/assets/events", params={"limit": 100, "order_by": "-timestamp"})
     if events.status_code == 200:
         for e in events.json().get("asset_events", []):
-            if e.get("uri", "").startswith("modelcert://certificates/suspended") and e.get("source_run_id") == airflow_run:
+            suspended = e.get("uri", "").startswith("modelcert://certificates/suspended")
+            if suspended and e.get("source_run_id") == airflow_run:
                 x = e.get("extra") or {}
                 _say(f"  asset event modelcert://certificates/suspended: {x.get('model')} {x.get('version')} "
                      f"certificate {x.get('certificate_id')} (deployment DAGs scheduled on it can roll back)")
@@ -287,7 +289,8 @@ def _leave_one_waiting(stack: Any, engine: Any) -> bool:
 
     def row() -> Any:
         with reader(engine) as s:
-            r = s.execute(select(CertificationRun).where(CertificationRun.airflow_run_id == airflow_run)).scalar_one_or_none()
+            r = s.execute(select(CertificationRun).where(CertificationRun.airflow_run_id == airflow_run)
+                          ).scalar_one_or_none()
         return r if r is not None and r.status not in ("running",) else None
 
     try:

@@ -18,9 +18,10 @@ that error as the stage's result, so the run's reason is the real cause, not "th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 

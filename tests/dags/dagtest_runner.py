@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.dags.airflow_env import prepare  # noqa: E402
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.dags.airflow_env import prepare  # noqa: E402
@@ -24,7 +23,7 @@ def main() -> None:
 
     import recertify_models
 
-    logical_date = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    logical_date = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
     # Like the scheduled run of that day (runs after its interval). A fixed run_after gives the same run id each
     # time: dag.test() then replaces the DAG run, as clearing a run in the UI would.
     dr = recertify_models.dag.test(logical_date=logical_date, run_after=logical_date + timedelta(days=1))
@@ -36,10 +35,9 @@ def main() -> None:
         if ti.map_index >= 0:
             labels[key] = ti.rendered_map_index
 
-    from sqlalchemy import select
-
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         events = [

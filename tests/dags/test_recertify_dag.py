@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ def test_recertification_fans_out_suspends_expires_and_is_idempotent(demo_build:
     }
     with transaction(engine) as s:
         s.execute(update(Certificate).where(Certificate.id == certs["gc-expired"])
-                  .values(valid_until=datetime.now(timezone.utc) - timedelta(days=1)))
+                  .values(valid_until=datetime.now(UTC) - timedelta(days=1)))
 
     res = run_dag(db_url, airflow_home)
     ts = res["task_states"]

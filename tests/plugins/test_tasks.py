@@ -113,7 +113,6 @@ def test_a_stored_stage_result_is_never_overwritten_by_a_reported_error(tasks: A
     from modelcert import pipeline
     from modelcert.db.models import StageResult
     from modelcert.db.session import reader
-
     from modelcert.stages import STAGE_NAMES
 
     reg = pipeline.register(engine, spec_path, run_key="certify_model/manual__3", triggered_by="carol")

@@ -4,8 +4,9 @@ feature affinely onto one column; otherwise the reason they do not apply (packag
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -101,9 +102,11 @@ def gradient_space(ctx: EvalContext, setup: Setup) -> GradientSpace:
         t_lo, t_mid, t_hi = t_probe[:, j, 0, c], t_probe[:, j, 1, c], t_probe[:, j, 2, c]
         a = (t_hi - t_lo) / (space.hi[j] - space.lo[j])
         b = t_lo - a * space.lo[j]
-        if not (np.allclose(a, a[0]) and np.allclose(b, b[0]) and np.allclose(t_mid, a * levels[1, j] + b)) or a[0] == 0:
+        affine = np.allclose(a, a[0]) and np.allclose(b, b[0]) and np.allclose(t_mid, a * levels[1, j] + b)
+        if not affine or a[0] == 0:
             raise NotApplicable(
-                f"the preprocessing of {type(model).__name__} maps feature {f!r} non-affinely (or row-dependently) onto "
+                f"the preprocessing of {type(model).__name__} maps feature {f!r} non-affinely (or row-dependently) "
+                "onto "
                 f"its transformed column, so an eps budget there does not correspond to the feature's range"
             )
         columns.append(c)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -104,7 +104,8 @@ def run_hop_skip_jump(ctx: EvalContext, setup: Setup, clean_pred: np.ndarray, ep
         def job(predict: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
             clf = BlackBoxClassifier(predict_fn=predict, input_shape=(k,), nb_classes=2, clip_values=(0.0, 1.0))
             hsj = HopSkipJump(clf, targeted=False, norm=np.inf, max_iter=rc.hop_skip_jump_max_iter,
-                              max_eval=rc.hop_skip_jump_max_eval, init_eval=min(HSJ_INIT_EVAL, rc.hop_skip_jump_max_eval),
+                              max_eval=rc.hop_skip_jump_max_eval,
+                              init_eval=min(HSJ_INIT_EVAL, rc.hop_skip_jump_max_eval),
                               init_size=HSJ_INIT_SIZE, batch_size=max(rc.hop_skip_jump_max_eval, 64), verbose=False)
             x = Z[r][None].astype(np.float32)
             return hsj.generate(x=x, x_adv_init=init[r][None].astype(np.float32))[0]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,7 @@ class _Abort(BaseException):
 
 
 class _Worker:
-    def __init__(self, oracle: "LockstepOracle", key: int, job: Callable[[Callable[[np.ndarray], np.ndarray]], Any]):
+    def __init__(self, oracle: LockstepOracle, key: int, job: Callable[[Callable[[np.ndarray], np.ndarray]], Any]):
         self.oracle = oracle
         self.key = key
         self.job = job

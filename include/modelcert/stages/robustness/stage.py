@@ -71,9 +71,11 @@ class RobustnessStage:
         for nr in report.noise:
             subject = f"sigma={nr.sigma:g}"
             detail = {"sigma": nr.sigma, "repeats": nr.repeats, "sample_size": len(report.labels)}
-            checks.append(Check.judged("noise_flip_rate", nr.flip_rate, rc.max_flip_rate, subject=subject, detail=detail))
-            checks.append(Check.info("noise_accuracy", nr.accuracy, subject=subject, detail=detail,
-                                     message=f"accuracy under Gaussian noise sigma={nr.sigma:g} x std: {nr.accuracy:.4g}"))
+            checks.append(Check.judged("noise_flip_rate", nr.flip_rate, rc.max_flip_rate, subject=subject,
+                                       detail=detail))
+            checks.append(Check.info(
+                "noise_accuracy", nr.accuracy, subject=subject, detail=detail,
+                message=f"accuracy under Gaussian noise sigma={nr.sigma:g} x std: {nr.accuracy:.4g}"))
         return outcome(NAME, checks, library=LIBRARY, summary=report.summary, requires=_required_checks(rc, report))
 
 
