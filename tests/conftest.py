@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "include" / "specs"
 
 os.environ.setdefault("MODELCERT_QUIET", "1")
+# Audit checkpoints of the tests' throw-away databases go to a per-session folder, not the user's .modelcert/.
+os.environ.setdefault("MODELCERT_AUDIT_CHECKPOINTS",
+                      str(Path(tempfile.mkdtemp(prefix="modelcert-test-audit-")) / "checkpoints.jsonl"))
 # Airflow imported in-process by plugin tests: a private home, never ~/airflow, and no example DAGs.
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".modelcert" / "pytest-airflow-home"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
