@@ -523,7 +523,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from modelcert import demo_runner
+    from modelcert_devstack import demo_runner
 
     return demo_runner.main(args)
 

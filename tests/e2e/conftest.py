@@ -4,15 +4,15 @@ starting it costs ~40 s, so the REST and the browser tests share it (each test f
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import select
 
-from modelcert.airflow_stack import AirflowStack
 from modelcert.db.models import CertificationRun
 from modelcert.db.session import get_engine, reader
+from modelcert_devstack.airflow_stack import AirflowStack
 from tests.conftest import _admin_exec, _with_db
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from modelcert.airflow_stack import AirflowStack
 from modelcert.db.models import Certificate, CertificationRun
 from modelcert.db.session import get_engine, reader
+from modelcert_devstack.airflow_stack import AirflowStack
 from tests.e2e.conftest import run_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.store]

@@ -15,16 +15,16 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from modelcert.airflow_stack import AirflowStack
-from tests.e2e.conftest import run_row
+from modelcert_devstack.airflow_stack import AirflowStack
 from tests.e2e.cdp import Browser, Page, chromium_missing_reason
+from tests.e2e.conftest import run_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.store]
 SCREENSHOT = Path("/tmp/modelcert-run-page.png")

@@ -12,18 +12,19 @@ import shutil
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
 from sqlalchemy import func, select
 
-from modelcert.airflow_stack import AirflowStack
 from modelcert.db.models import CertificationRun, CheckResult, StageResult
 from modelcert.db.session import get_engine, reader
 from modelcert.stages import STAGE_NAMES
+from modelcert_devstack.airflow_stack import AirflowStack
 from tests.conftest import _admin_exec, _with_db
 from tests.e2e.conftest import run_row
 

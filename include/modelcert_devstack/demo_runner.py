@@ -49,7 +49,7 @@ class DemoStopped(BaseException):
 
 def _on_stop_signal(signum: int, frame: Any) -> None:
     # One stop is enough: while cleaning up, further signals are ignored so they cannot cut the cleanup short.
-    from modelcert.airflow_stack import STOP_SIGNALS
+    from modelcert_devstack.airflow_stack import STOP_SIGNALS
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
@@ -59,7 +59,7 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
 def install_stop_handlers() -> None:
     """SIGTERM, SIGINT and SIGHUP raise DemoStopped — set explicitly, since a background job of a
     non-interactive shell starts with SIGINT ignored and Python then leaves it ignored."""
-    from modelcert.airflow_stack import STOP_SIGNALS
+    from modelcert_devstack.airflow_stack import STOP_SIGNALS
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, _on_stop_signal)
@@ -86,12 +86,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
-    from modelcert.airflow_stack import AirflowStack
     from modelcert.db import migrate
     from modelcert.db.models import CertificationRun
     from modelcert.db.session import get_engine, reader
     from modelcert.demo.build import BUILD_DIR, build_all
     from modelcert.home import explicit_database_url, modelcert_home, resolve_database_url, start_embedded
+    from modelcert_devstack.airflow_stack import AirflowStack
 
     specs = _selected_specs(getattr(args, "specs", None))  # a wrong --spec fails before anything starts
     home = modelcert_home()
