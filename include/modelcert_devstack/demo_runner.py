@@ -85,6 +85,31 @@ def main(args: argparse.Namespace) -> int:
             home.stop_embedded()
 
 
+def _apply_shipped_policy(engine: Any) -> None:
+    """Runs refuse a policy file that differs from the last one applied in the results database (only
+    `modelcert policy apply` by a policy admin changes it). The demo's database outlives a `git pull` that brings a
+    new policy, so the demo applies the shipped file as the demo's policy admin — recorded and audited like any
+    apply, the way it signs off as its demo approvers. Nothing happens when the policy in force is unchanged."""
+    from modelcert.db.session import reader
+    from modelcert.governance import load_roles
+    from modelcert.policy import load_policy, policy_path
+    from modelcert.policy_store import ADMIN_ROLE, apply_policy, last_applied
+
+    with reader(engine) as s:
+        last = last_applied(s)
+    if last is None or last.sha256 == load_policy().sha256:
+        return  # a fresh database records the shipped policy itself ("modelcert (initial)"); unchanged: nothing
+    admins = sorted(load_roles().get(ADMIN_ROLE, set()))
+    if not admins:
+        return  # no policy admin configured: runs refuse the changed policy file, with the reason
+    out = apply_policy(engine, policy_path(), user=admins[0])
+    if out["applied"]:
+        before = (f" (was {out['previous_version']} sha256 {out['previous_sha256'][:12]}…)"
+                  if out.get("previous_sha256") else "")
+        _say(f"==> risk policy {out['version']} sha256 {out['sha256'][:12]}… applied as {admins[0]} "
+             f"(demo policy admin){before}")
+
+
 def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     from modelcert.db import migrate
     from modelcert.db.models import CertificationRun
@@ -114,6 +139,7 @@ def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     _say(f"==> migrating the {where} results database to this code's schema (modelcert db upgrade)")
     migrate.upgrade(results_url)
     engine = get_engine(results_url)
+    _apply_shipped_policy(engine)
 
     stack = AirflowStack(home=home / "airflow", metadata_url=metadata_url, results_url=results_url, port=args.port)
     _say("==> migrating Airflow's metadata database")
