@@ -29,11 +29,10 @@ OUT = Path(__file__).resolve().parent / "results"
 
 
 def build_workload(out: Path, sample_size: int) -> Path:
+    import pandas as pd
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from modelcert.demo.build import ADULT_COLUMNS, dataset_dir, dump_skops_reproducibly, tabular_pipeline
-
-    import pandas as pd
 
     d = dataset_dir() / "adult"
     train = pd.read_csv(d / "adult.data", header=None, names=ADULT_COLUMNS, sep=", ", engine="python")
@@ -57,7 +56,8 @@ def build_workload(out: Path, sample_size: int) -> Path:
                   "trusted_types": ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]},
         "use_case": {"description": "benchmark", "intended_use": "benchmark", "risk_tier": "high"},
         "governance": {"data_retention_days": 30, "consent_basis": "public data",
-                       "protected_feature_justification": {"sex": "benchmark", "race": "benchmark", "age": "benchmark"}},
+                       "protected_feature_justification": {"sex": "benchmark", "race": "benchmark",
+                                                           "age": "benchmark"}},
         "data": {"train": "train.csv", "test": "test.csv", "current": "test.csv", "label": "income_gt_50k",
                  "protected_attributes": {"sex": {"privileged": ["Male"]}, "race": {"privileged": ["White"]},
                                           "age": {"privileged": {"min": 25}}}},
@@ -113,7 +113,8 @@ def main() -> None:
         total += seconds
         rows.append({"stage": name, "status": summary["status"], "seconds": round(seconds, 2),
                      "peak_mib": round(peak, 1), "checks": summary["checks"]})
-        print(f"  {name:<13} {summary['status']:<15} {seconds:7.2f} s   peak {peak:8.1f} MiB   {summary['checks']} checks")
+        print(f"  {name:<13} {summary['status']:<15} {seconds:7.2f} s   peak {peak:8.1f} MiB   "
+              f"{summary['checks']} checks")
     decision = pipeline.decide(engine, reg.run_id)
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"all stages: {total:.1f} s (target < 30 s on 2 cores)   process max RSS {maxrss:.0f} MiB   "

@@ -61,15 +61,17 @@ def main() -> None:
 
     import os
 
+    from sqlalchemy import create_engine, text
+
     from modelcert import audit
     from modelcert.db import migrate
     from modelcert.db.session import get_engine, normalize_url, reader
-    from sqlalchemy import create_engine, text
 
     if args.without_seal:
-        from modelcert import seal
         from sqlalchemy import event
         from sqlalchemy.orm import Session
+
+        from modelcert import seal
 
         for hook, fn in seal.HOOKS:
             event.remove(Session, hook, fn)

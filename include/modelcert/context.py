@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,8 @@ def load_model_file(path: Path, *, fmt: str, expected_sha256: str, trusted_types
     except ArtifactError:
         raise
     except (zipfile.BadZipFile, EOFError, ValueError, TypeError, KeyError, OSError, io.UnsupportedOperation) as exc:
-        raise ArtifactError(f"model.artifact: {shown} is not a readable skops model file: {clip(str(exc), 200)}") from exc
+        raise ArtifactError(f"model.artifact: {shown} is not a readable skops model file: "
+                            f"{clip(str(exc), 200)}") from exc
     except Exception as exc:  # noqa: BLE001 - a damaged archive can raise anything
         raise ArtifactError(f"model.artifact: loading {shown} as skops failed: {type(exc).__name__}: "
                             f"{clip(str(exc), 200)}") from exc
@@ -103,7 +105,8 @@ class EvalContext:
 
     # ---------------------------------------------------------------- data
     def has(self, dataset: str) -> bool:
-        return getattr(self.spec.data, dataset) is not None or (dataset == "reference" and self.spec.data.train is not None)
+        return (getattr(self.spec.data, dataset) is not None
+                or (dataset == "reference" and self.spec.data.train is not None))
 
     def frame(self, dataset: str) -> pd.DataFrame:
         """A dataset by role: train, test, reference (defaults to train) or current."""
@@ -205,7 +208,8 @@ class EvalContext:
         reviewed = policy.trusted_types(self.spec.use_case.risk_tier)
         model = load_model_file(path, fmt=m.format or "skops", expected_sha256=expected,
                                 trusted_types=[t for t in m.trusted_types if t in reviewed],
-                                refusals=[p for p in policy_problems(self.spec, policy) if p.startswith("model.format")])
+                                refusals=[p for p in policy_problems(self.spec, policy)
+                                          if p.startswith("model.format")])
         if not hasattr(model, "predict_proba") and not hasattr(model, "predict"):
             name = getattr(model, "type_name", type(model).__name__)
             if getattr(model, "isolated", False):
@@ -301,7 +305,8 @@ class EvalContext:
             self.require_columns(df, [p.column], dataset=dataset, field_name="predictions.column")
             col = df[p.column]
             if col.isna().any():
-                raise DataError(f"predictions.column: {p.column!r} has {int(col.isna().sum())} null value(s) in data.{dataset}")
+                raise DataError(f"predictions.column: {p.column!r} has {int(col.isna().sum())} null value(s) "
+                                f"in data.{dataset}")
             positives = {str(v) for v in p.positive}
             y_pred = col.astype(str).isin(positives).to_numpy(dtype=np.int64)
             if not col.astype(str).isin(positives).any() and not set(p.positive) & set(col.unique()):

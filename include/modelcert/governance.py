@@ -119,7 +119,8 @@ def record_decision(engine: Engine, run_id: str, who: Identity, *, role: str,
         # Lock the run row: two approvers racing cannot both pass the checks below on stale state.
         s.refresh(run, with_for_update=True)
         digest = evidence_digest.strip()
-        earlier = s.execute(select(Signoff).where(Signoff.run_id == run_id, Signoff.approver == who.name)).scalar_one_or_none()
+        earlier = s.execute(select(Signoff).where(Signoff.run_id == run_id,
+                                                  Signoff.approver == who.name)).scalar_one_or_none()
         _check(run, who.name, role, held, digest=digest, earlier=earlier)
         so = Signoff(run_id=run_id, approver=who.name, role=role, decision=decision, evidence_digest=digest,
                      comment=comment, authenticated_via=who.authenticated_via)
@@ -147,8 +148,8 @@ def resolve_certificate_id(engine: Engine, ref: str) -> str:
     with reader(engine) as s:
         ids = list(s.execute(select(Certificate.id).where(Certificate.id.startswith(ref))).scalars())
     if len(ids) != 1:
-        raise SignoffError(f"certificate {ref!r}: {'no match' if not ids else f'{len(ids)} matches, give more characters'}",
-                           code="not_found")
+        found = "no match" if not ids else f"{len(ids)} matches, give more characters"
+        raise SignoffError(f"certificate {ref!r}: {found}", code="not_found")
     return ids[0]
 
 
@@ -186,7 +187,8 @@ def signoff_options(engine: Engine, run_id: str, user: str,
     held = roles_of(user, roles)
     with reader(engine) as s:
         run = load_run(s, run_id)
-        earlier = s.execute(select(Signoff).where(Signoff.run_id == run_id, Signoff.approver == user)).scalar_one_or_none()
+        earlier = s.execute(select(Signoff).where(Signoff.run_id == run_id,
+                                                  Signoff.approver == user)).scalar_one_or_none()
         required = parse_spec(run.spec).required_approvals if run.spec else {}
         allowed: list[str] = []
         refused: dict[str, dict[str, str]] = {}

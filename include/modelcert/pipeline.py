@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -29,11 +30,11 @@ from modelcert.db.models import (
     Signoff,
     StageResult,
 )
-from modelcert.governance import quorum_missing
-from modelcert.lifecycle import CERTIFICATION, SYSTEM, TERMINAL, is_final, load_run, utcnow
 from modelcert.db.session import reader, transaction
 from modelcert.errors import ModelcertError, RunNotFound, SpecError, StoreError
 from modelcert.evidence import Evidence
+from modelcert.governance import quorum_missing
+from modelcert.lifecycle import CERTIFICATION, SYSTEM, TERMINAL, is_final, load_run, utcnow
 from modelcert.spec import CertificationSpec, parse_spec
 from modelcert.stages import STAGE_NAMES, get_stage
 from modelcert.stages.base import StageOutcome, enforce_evaluated, library_version
@@ -93,7 +94,8 @@ def _register_run(engine: Engine, spec: CertificationSpec, text: str, evidence: 
     with transaction(engine) as s:
         run, previous = lifecycle.open_run(s, run_key, kind=CERTIFICATION)
         if previous in TERMINAL:
-            raise ModelcertError(f"run {run.id} ({run_key}) is already {previous}; start a new run instead of re-running it")
+            raise ModelcertError(f"run {run.id} ({run_key}) is already {previous}; "
+                                 "start a new run instead of re-running it")
         mv = _model_version(s, spec)
         changed = previous is not None and run.evidence_digest != evidence.digest
         run.model_version_id = mv.id
@@ -452,12 +454,14 @@ def promote(engine: Engine, run_id: str) -> dict[str, Any]:
     with transaction(engine) as s:
         run = load_run(s, run_id)
         mv = lifecycle.lock_model_version(s, run.model_version_id) if run.model_version_id is not None else None
-        s.refresh(run, with_for_update=True)  # two promotes at once (task and retry): the second sees the first's certificate
+        # two promotes at once (task and retry): the second sees the first's certificate
+        s.refresh(run, with_for_update=True)
         existing = s.execute(select(Certificate).where(Certificate.run_id == run_id)).scalar_one_or_none()
         if existing is not None:
             return certificate_dict(existing)
         if run.status != "awaiting_signoff" or mv is None:
-            raise ModelcertError(f"run {run_id} is {run.status}; only a run awaiting sign-off with its quorum is promoted")
+            raise ModelcertError(f"run {run_id} is {run.status}; "
+                                 "only a run awaiting sign-off with its quorum is promoted")
         recheck(s, run)
         spec = parse_spec(run.spec)
         signoffs = list(s.execute(select(Signoff).where(Signoff.run_id == run_id)).scalars())

@@ -218,7 +218,8 @@ def _construct_mapping(loader: _NoDuplicateKeys, node: yaml.MappingNode, deep: b
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_short(repr(key))}", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_short(repr(key))}",
+                                                    key_node.start_mark)
         seen.add(key)
     return dict(loader.construct_pairs(node, deep=deep))
 

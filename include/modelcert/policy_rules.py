@@ -55,7 +55,8 @@ def looser(path: str, spec_t: Threshold, floor: Threshold, tier: str, label: str
     if sl is not None and fl is not None and sl[0] < fl[0]:
         value, field = sl
         if field == "abs_max":
-            out.append(f"{path}.abs_max: {_fmt(-value)} is above the {tier}-tier policy ceiling {_fmt(-fl[0])} ({label})")
+            out.append(f"{path}.abs_max: {_fmt(-value)} is above the {tier}-tier policy ceiling "
+                       f"{_fmt(-fl[0])} ({label})")
         elif field == "between":
             out.append(f"{path}.between: the lower bound {_fmt(value)} is below the {tier}-tier policy floor "
                        f"{_fmt(fl[0])} ({label})")

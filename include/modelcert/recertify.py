@@ -29,6 +29,7 @@ import re
 import time
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ from modelcert.db.models import AuditEvent, Certificate, CertificationRun, Model
 from modelcert.db.session import reader, transaction
 from modelcert.errors import DataError, ModelcertError, SpecError
 from modelcert.evidence import Evidence, sha256_file
+from modelcert.lifecycle import RECERTIFICATION, SYSTEM, utcnow
+from modelcert.pipeline import gate, guarded, save_stage
 from modelcert.spec import (
     LABEL_STAGES,
     RECERTIFICATION_STAGES,
@@ -50,8 +53,6 @@ from modelcert.spec import (
     parse_spec,
     resolve_path,
 )
-from modelcert.lifecycle import RECERTIFICATION, SYSTEM, utcnow
-from modelcert.pipeline import gate, guarded, save_stage
 from modelcert.stages import get_stage
 from modelcert.stages.base import StageOutcome, not_applicable, outcome
 
@@ -282,7 +283,8 @@ def recertify(engine: Engine, certificate_id: str, *, dag_id: str, airflow_run_i
     if "model" in cert_files:
         files["model"] = cert_files["model"]
     # Judged on the certified (effective) spec's thresholds: under the risk policy the certification recorded.
-    evidence = Evidence(spec_sha256=str(cert_ev.get("spec_sha256", "")), files=files, policy=cert_ev.get("policy") or {})
+    evidence = Evidence(spec_sha256=str(cert_ev.get("spec_sha256", "")), files=files,
+                        policy=cert_ev.get("policy") or {})
     effective = recertification_spec(spec, current=current,
                                      reference=str(ref_entry["path"]) if ref_entry else None,
                                      train=str(train_entry["path"]) if train_entry else None)
@@ -296,7 +298,7 @@ def recertify(engine: Engine, certificate_id: str, *, dag_id: str, airflow_run_i
             started = utcnow()
             t0 = time.perf_counter()
             result, failure = guarded(stage_name, get_stage(stage_name).library,
-                                      lambda: _run_stage(stage_name, effective, shared, section, base_dir, evidence))
+                                      partial(_run_stage, stage_name, effective, shared, section, base_dir, evidence))
             unexpected = unexpected or failure
             save_stage(engine, run_id, result, started=started, duration_s=time.perf_counter() - t0,
                        attempt=attempt, audit_unchanged=False, audit_extra={"kind": KIND})

@@ -8,7 +8,7 @@ wrong run is worse than typing four more characters), and the messages are the s
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqlalchemy import Engine, func, select
 

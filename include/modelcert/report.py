@@ -6,6 +6,7 @@ is answered from these queries on Postgres alone.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -77,7 +78,8 @@ def run_report(engine: Engine, run_id: str) -> dict[str, Any]:
         )
         signoffs = list(s.execute(select(Signoff).where(Signoff.run_id == run_id).order_by(Signoff.id)).scalars())
         cert = s.execute(select(Certificate).where(Certificate.run_id == run_id)).scalar_one_or_none()
-        events = list(s.execute(select(AuditEvent).where(AuditEvent.entity_id.in_([run_id] + ([cert.id] if cert else [])))
+        entities = [run_id] + ([cert.id] if cert else [])
+        events = list(s.execute(select(AuditEvent).where(AuditEvent.entity_id.in_(entities))
                                 .order_by(AuditEvent.id)).scalars())
     order = {name: i for i, name in enumerate(STAGE_NAMES)}
     by_stage: dict[str, list[dict[str, Any]]] = {}
@@ -150,9 +152,9 @@ def model_overview(engine: Engine, *, expiring_within_days: int = 14) -> list[di
 
     ``attention`` flags what ops must look at: expired or suspended certificates, validity ending within
     ``expiring_within_days``, or a certificate past its validity that nobody has marked expired yet."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with reader(engine) as s:
         versions = list(s.execute(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)).scalars())
         certs = list(s.execute(select(Certificate).order_by(Certificate.issued_at)).scalars())

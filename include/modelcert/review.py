@@ -169,7 +169,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             if not diff["data"]:
                 lines.append("    data: unchanged")
             model = diff["model"]
-            lines.append(f"    model changed: {(model['old_sha256'] or 'absent')[:12]} → {(model['new_sha256'] or 'absent')[:12]}"
+            lines.append(f"    model changed: {(model['old_sha256'] or 'absent')[:12]} → "
+                         f"{(model['new_sha256'] or 'absent')[:12]}"
                          if model else "    model: unchanged")
             lines.extend(f"    field {o['field']}: {o['old']} → {o['new']}" for o in diff["other"])
     lines.append(f"  evidence digest {summary['evidence_digest']}")

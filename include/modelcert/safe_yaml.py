@@ -102,7 +102,8 @@ def _check_graph(root: Node) -> None:
         if nid in sizes:
             continue
         if nid in in_progress:
-            raise YamlProblem(where, f"recursive alias at line {node.start_mark.line + 1}; a spec cannot contain itself")
+            raise YamlProblem(where, f"recursive alias at line {node.start_mark.line + 1}; "
+                                     "a spec cannot contain itself")
         if depth > MAX_DEPTH:
             raise YamlProblem(where, f"nested more than {MAX_DEPTH} levels deep (line {node.start_mark.line + 1})")
         if node.tag not in ALLOWED_TAGS:

@@ -31,9 +31,10 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -132,13 +133,15 @@ class IsolatedModel:
         reason = isolation_unavailable()
         if reason is not None:
             raise ArtifactError(f"model.format: a joblib (pickle) model runs only in an isolated process and this "
-                                f"machine cannot provide one ({reason}); refusing to load {_short(source, 80)}; {SKOPS_HINT}")
+                                f"machine cannot provide one ({reason}); refusing to load {_short(source, 80)}; "
+                                f"{SKOPS_HINT}")
         self._source = _short(source, 80)
         self._call_timeout = float(call_timeout if call_timeout is not None else CALL_TIMEOUT_S)
         self._lock = threading.Lock()
         self._buf = bytearray()
         self._scratch = tempfile.mkdtemp(prefix="modelcert-model-")
-        self._err = tempfile.TemporaryFile()  # unnamed: only the fd is shared with the child
+        # unnamed: only the fd is shared with the child; owned by this object, the finalizer (_shutdown) closes it
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - outlives this method, see above
         cfg = {"parent_pid": os.getpid(), "scratch": self._scratch, "address_space": ADDRESS_SPACE_BYTES,
                "cpu_seconds": CPU_SECONDS, "file_bytes": FILE_BYTES, "read_paths": self._read_paths()}
         env = {**BASE_ENV, "HOME": self._scratch, "TMPDIR": self._scratch}
@@ -247,9 +250,12 @@ class IsolatedModel:
             raise ArtifactError(f"model.artifact: the isolated model's {method} answer is not a plain array: "
                                 f"{_short(str(exc), 160)}") from None
         kinds = "biuf" if method == "predict_proba" else "biufU"
-        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in kinds or (arr.dtype.kind == "U" and arr.dtype.itemsize > 1024):
-            raise ArtifactError(f"model.artifact: the isolated model's {method} returned dtype {_short(str(getattr(arr, 'dtype', '?')), 40)}; "
-                                f"allowed: {'numbers' if method == 'predict_proba' else 'numbers or short text labels'}")
+        if (not isinstance(arr, np.ndarray) or arr.dtype.kind not in kinds
+                or (arr.dtype.kind == "U" and arr.dtype.itemsize > 1024)):
+            dtype = _short(str(getattr(arr, "dtype", "?")), 40)
+            allowed = "numbers" if method == "predict_proba" else "numbers or short text labels"
+            raise ArtifactError(f"model.artifact: the isolated model's {method} returned dtype {dtype}; "
+                                f"allowed: {allowed}")
         if method == "predict" and arr.ndim == 2 and arr.shape[1] == 1:
             arr = arr.ravel()
         expected_ndim = 2 if method == "predict_proba" else 1
@@ -322,15 +328,16 @@ class IsolatedModel:
         kind, (size,) = head[:1], struct.unpack(">Q", head[1:])
         if kind not in (b"J", b"A", b"E") or size > limit:
             self.close()
-            raise ArtifactError(f"model.artifact: the isolated model answered {what} with "
-                                f"{'an unknown frame' if kind not in (b'J', b'A', b'E') else f'{size} bytes (at most {limit} allowed)'}; "
+            frame = "an unknown frame" if kind not in (b"J", b"A", b"E") else f"{size} bytes (at most {limit} allowed)"
+            raise ArtifactError(f"model.artifact: the isolated model answered {what} with {frame}; "
                                 "its process was killed")
         return kind, self._read(size, deadline, what)
 
     def _stderr_note(self) -> str:
         try:
             size = os.fstat(self._err.fileno()).st_size
-            text = os.pread(self._err.fileno(), 4 * STDERR_TAIL, max(0, size - 4 * STDERR_TAIL)).decode("utf-8", "replace")
+            text = os.pread(self._err.fileno(), 4 * STDERR_TAIL,
+                            max(0, size - 4 * STDERR_TAIL)).decode("utf-8", "replace")
         except (OSError, ValueError):
             return ""
         text = _tail(text)

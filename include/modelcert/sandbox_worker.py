@@ -140,7 +140,8 @@ def _drop_capabilities(libc: ctypes.CDLL) -> None:
         rc = libc.prctl(PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0)
         if rc < 0 and ctypes.get_errno() not in (22,):  # EINVAL: no such capability on this kernel
             if os.geteuid() == 0:
-                raise LockdownError(f"dropping capability {cap} from the bounding set failed: {os.strerror(ctypes.get_errno())}")
+                raise LockdownError(f"dropping capability {cap} from the bounding set failed: "
+                                    f"{os.strerror(ctypes.get_errno())}")
             break  # an unprivileged child holds none anyway
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header = struct.pack("=Ii", LINUX_CAPABILITY_VERSION_3, 0)
@@ -183,7 +184,8 @@ def _landlock(libc: ctypes.CDLL, abi: int, read_paths: list[str], scratch: str) 
 
 
 class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
 
 
 def _seccomp() -> None:

@@ -8,7 +8,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,7 @@ from modelcert.errors import SpecError
 from modelcert.safe_yaml import short
 from modelcert.thresholds import Threshold
 
+
 def _scalar(v: Any) -> Any:
     """A label, group or category value: a string, an integer, a finite number or a boolean, nothing else."""
     if isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v)):
@@ -36,7 +37,7 @@ def _scalar(v: Any) -> Any:
     raise ValueError(f"{short(v)} is not allowed; expected a string, an integer, a finite number or a boolean")
 
 
-Scalar = Annotated[Union[bool, int, float, str], PlainValidator(_scalar)]
+Scalar = Annotated[bool | int | float | str, PlainValidator(_scalar)]
 #: Tiers every risk policy defines; a policy may add more (``modelcert.policy``), and a submitted spec may name
 #: any tier of the policy in force. The sign-off quorum per tier is the policy's (``signoff`` of the tier).
 RISK_TIERS = ("low", "medium", "high")
@@ -170,10 +171,11 @@ class ModelSection(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _artifact_needs_hash(self) -> "ModelSection":
+    def _artifact_needs_hash(self) -> ModelSection:
         if self.artifact is not None:
             if self.sha256 is None:
-                raise ValueError("an artifact needs its sha256 (64 lowercase hex digits): the model is loaded only after it matches")
+                raise ValueError("an artifact needs its sha256 (64 lowercase hex digits): "
+                                 "the model is loaded only after it matches")
             if not self.features:
                 raise ValueError("an artifact needs 'features': the columns the model consumes")
             if self.format is None:
@@ -228,7 +230,7 @@ class GroupRange(_Strict):
     max: float | None = None
 
     @model_validator(mode="after")
-    def _bounded(self) -> "GroupRange":
+    def _bounded(self) -> GroupRange:
         if self.min is None and self.max is None:
             raise ValueError("a privileged range needs min, max or both")
         return self
@@ -237,8 +239,8 @@ class GroupRange(_Strict):
 class ProtectedAttribute(_Strict):
     #: Listed values, or a numeric range (min inclusive, max exclusive), e.g. {min: 25} for age >= 25.
     privileged: Annotated[
-        Union[Annotated[list[Scalar], Field(min_length=1, max_length=1000), Tag("values")],
-              Annotated[GroupRange, Tag("range")]],
+        Annotated[list[Scalar], Field(min_length=1, max_length=1000), Tag("values")]
+        | Annotated[GroupRange, Tag("range")],
         Discriminator(lambda v: "range" if isinstance(v, (dict, GroupRange)) else "values"),
     ]
 
@@ -265,10 +267,11 @@ class DataSection(_Strict):
     extra_columns: list[Column] = Field(default=[], max_length=MAX_COLUMNS)
 
     @model_validator(mode="after")
-    def _labels(self) -> "DataSection":
+    def _labels(self) -> DataSection:
         bad = set(self.sha256) - {"train", "test", "reference", "current"}
         if bad:
-            raise ValueError(f"sha256 keys {short(sorted(bad))} are not datasets; allowed: train, test, reference, current")
+            raise ValueError(f"sha256 keys {short(sorted(bad))} are not datasets; "
+                             "allowed: train, test, reference, current")
         return self
 
 
@@ -317,7 +320,8 @@ class DriftChecks(_Strict):
 
 
 class ComplianceChecks(_Strict):
-    require: list[Literal["intended_use", "owner", "risk_tier", "data_retention_days", "consent_basis"]] = list(DECLARATIONS)
+    require: list[Literal["intended_use", "owner", "risk_tier", "data_retention_days",
+                          "consent_basis"]] = list(DECLARATIONS)
 
 
 class Checks(_Strict):
@@ -359,9 +363,11 @@ class RecertificationChecks(_Strict):
     fairness) adds or replaces metrics, and ``null`` for a metric drops its bound (it becomes informational)."""
 
     data_quality: DataQualityChecks | None = None
-    performance: Annotated[dict[str, Threshold | None], BeforeValidator(_optional_threshold_map(PERFORMANCE_METRICS))] | None = None
+    performance: Annotated[dict[str, Threshold | None],
+                           BeforeValidator(_optional_threshold_map(PERFORMANCE_METRICS))] | None = None
     robustness: RobustnessChecks | None = None
-    fairness: Annotated[dict[str, Threshold | None], BeforeValidator(_optional_threshold_map(FAIRNESS_METRICS))] | None = None
+    fairness: Annotated[dict[str, Threshold | None],
+                        BeforeValidator(_optional_threshold_map(FAIRNESS_METRICS))] | None = None
     drift: DriftChecks | None = None
 
     @model_serializer(mode="wrap")
@@ -451,7 +457,7 @@ class RecertificationSection(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _labels(self) -> "RecertificationSection":
+    def _labels(self) -> RecertificationSection:
         if self.stages is not None and not self.labels_available:
             need = [s for s in self.stages if s in LABEL_STAGES]
             if need:
@@ -469,7 +475,8 @@ class RecertificationSection(_Strict):
 class Signoff(_Strict):
     #: Approvals needed per role, from distinct people, on top of the risk policy's quorum for the tier: a spec
     #: may add roles or raise counts, never ask for fewer (``modelcert.policy``).
-    required: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Annotated[int, Field(ge=1, le=10)]] | None = None
+    required: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+                   Annotated[int, Field(ge=1, le=10)]] | None = None
     timeout: Duration = timedelta(days=7)
     #: Set by the policy transform at registration: ``required`` is already the merged quorum (stored specs).
     policy_merged: bool = False
@@ -507,9 +514,10 @@ class CertificationSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _model_or_predictions(self) -> "CertificationSpec":
+    def _model_or_predictions(self) -> CertificationSpec:
         if self.model.artifact is None and self.predictions is None:
-            raise ValueError("give either model.artifact (with sha256 and features) or predictions (a column of the test data)")
+            raise ValueError("give either model.artifact (with sha256 and features) "
+                             "or predictions (a column of the test data)")
         if self.model.artifact is not None and self.predictions is not None:
             raise ValueError("give model.artifact or predictions, not both")
         return self

@@ -23,7 +23,7 @@ class Threshold(BaseModel):
     required: bool = True
 
     @model_validator(mode="after")
-    def _one_bound(self) -> "Threshold":
+    def _one_bound(self) -> Threshold:
         if self.min is None and self.max is None and self.abs_max is None and self.between is None:
             raise ValueError("a threshold needs at least one of min, max, abs_max, between")
         if self.between is not None and self.between[0] > self.between[1]:
@@ -44,13 +44,12 @@ class Threshold(BaseModel):
             return False
         if self.abs_max is not None and abs(value) > self.abs_max:
             return False
-        if self.between is not None and not (self.between[0] <= value <= self.between[1]):
-            return False
-        return True
+        return self.between is None or bool(self.between[0] <= value <= self.between[1])
 
     def describe(self) -> dict[str, Any]:
         """The bound as stored beside the value it judged."""
-        out: dict[str, Any] = {k: v for k, v in (("min", self.min), ("max", self.max), ("abs_max", self.abs_max)) if v is not None}
+        out: dict[str, Any] = {k: v for k, v in (("min", self.min), ("max", self.max), ("abs_max", self.abs_max))
+                               if v is not None}
         if self.between is not None:
             out["between"] = list(self.between)
         out["required"] = self.required

@@ -23,7 +23,8 @@ config                500     the roles configuration is missing or malformed
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,8 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from modelcert_airflow.auth import Caller, CsrfRefused, NotAuthenticated, authenticate, check_csrf
-from modelcert_airflow.views import URL_PREFIX, run_view
-
+from modelcert_airflow.views import URL_PREFIX, run_view  # noqa: F401 - URL_PREFIX is re-exported for plugin.py
 
 STATUS_OF_REFUSAL: dict[str, int] = {
     "forbidden": 403,

@@ -45,7 +45,8 @@ def compose(run: dict[str, Any], event: str) -> tuple[str, str, int]:
         return (f"[modelcert] {name} certified", f"{name} was certified (run {run['run_id']}): {link}", logging.INFO)
     level = logging.WARNING
     return (f"[modelcert] {name}: {status.replace('_', ' ')}",
-            f"Certification run {run['run_id']} of {name} ended as {status} ({event}).\n{reasons}\nDetails: {link}", level)
+            f"Certification run {run['run_id']} of {name} ended as {status} ({event}).\n{reasons}\nDetails: {link}",
+            level)
 
 
 class CertificationNotifier(BaseNotifier):

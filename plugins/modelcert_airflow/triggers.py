@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -70,7 +70,7 @@ class _Listener:
     It sets ``woken`` for a notification about ``run_id`` and also when the connection is lost (so the
     waiting loop reconnects at once instead of at its next timeout)."""
 
-    def __init__(self, trigger: "SignoffTrigger", loop: asyncio.AbstractEventLoop, woken: asyncio.Event) -> None:
+    def __init__(self, trigger: SignoffTrigger, loop: asyncio.AbstractEventLoop, woken: asyncio.Event) -> None:
         self.trigger = trigger
         self.loop = loop
         self.woken = woken
@@ -159,7 +159,7 @@ class _Listener:
 
         try:
             await asyncio.wait_for(asyncio.to_thread(select_one), timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # The server does not answer but the socket is open (a hung backend, a half-open network path):
             # shut the socket down so the thread blocked in SELECT 1 returns instead of hanging forever.
             _shutdown_socket(conn)
@@ -218,7 +218,7 @@ async def _wait(event: asyncio.Event, timeout: float) -> bool:
     """True when ``event`` was set within ``timeout`` seconds."""
     try:
         await asyncio.wait_for(event.wait(), timeout=max(0.0, timeout))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     return True
 
@@ -264,7 +264,7 @@ class SignoffTrigger(BaseTrigger):
         """Seconds until the safety-net re-read: the poll interval, but never past the sign-off deadline."""
         delay = self.poll_interval
         if state.get("deadline"):
-            remaining = (datetime.fromisoformat(state["deadline"]) - datetime.now(timezone.utc)).total_seconds()
+            remaining = (datetime.fromisoformat(state["deadline"]) - datetime.now(UTC)).total_seconds()
             delay = max(0.5, min(delay, remaining + 0.5))
         return delay
 

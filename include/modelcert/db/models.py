@@ -100,7 +100,7 @@ class ModelVersion(Base):
     status: Mapped[ModelVersionStatus] = mapped_column(String(32), default="registered")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
-    runs: Mapped[list["CertificationRun"]] = relationship(back_populates="model_version", lazy="raise")
+    runs: Mapped[list[CertificationRun]] = relationship(back_populates="model_version", lazy="raise")
 
 
 class CertificationRun(Base):
@@ -112,7 +112,8 @@ class CertificationRun(Base):
     #: Idempotency key: "<dag_id>/<run_id>" for Airflow, "cli/<uuid>" for in-process runs.
     run_key: Mapped[str] = mapped_column(String(512))
     #: NULL only for a run whose spec could not even be parsed (recorded as error).
-    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"),
+                                                         index=True)
     kind: Mapped[RunKind] = mapped_column(String(16), default="certification")
     #: Changed only by ``modelcert.lifecycle`` (one function per transition, each audited).
     status: Mapped[RunStatus] = mapped_column(String(32), default="running", index=True)
@@ -137,7 +138,7 @@ class CertificationRun(Base):
         ForeignKey("certificates.id", ondelete="RESTRICT", use_alter=True), index=True)
 
     model_version: Mapped[ModelVersion | None] = relationship(back_populates="runs", lazy="raise")
-    stage_results: Mapped[list["StageResult"]] = relationship(back_populates="run", lazy="raise",
+    stage_results: Mapped[list[StageResult]] = relationship(back_populates="run", lazy="raise",
                                                               cascade="all, delete-orphan")
 
 
@@ -159,7 +160,7 @@ class StageResult(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
 
     run: Mapped[CertificationRun] = relationship(back_populates="stage_results", lazy="raise")
-    checks: Mapped[list["CheckResult"]] = relationship(back_populates="stage_result", lazy="raise",
+    checks: Mapped[list[CheckResult]] = relationship(back_populates="stage_result", lazy="raise",
                                                        cascade="all, delete-orphan", passive_deletes=True)
 
 

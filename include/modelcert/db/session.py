@@ -22,10 +22,9 @@ from typing import TypeVar
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from modelcert.errors import StoreError
-
 # Every Session seals the evidence rows it writes into the audit chain (see modelcert.seal).
 import modelcert.seal  # noqa: E402,F401,I001
+from modelcert.errors import StoreError
 
 ENV_URL = "MODELCERT_DATABASE_URL"
 #: Seconds a unit of work keeps retrying while the results database is unreachable (0 = no retry).

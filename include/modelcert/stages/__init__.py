@@ -23,7 +23,7 @@ REGISTRY: dict[str, str] = {
 STAGE_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 
-def get_stage(name: str) -> "Stage":
+def get_stage(name: str) -> Stage:
     if name not in REGISTRY:
         raise KeyError(f"unknown stage {name!r}; known: {', '.join(REGISTRY)}")
     return importlib.import_module(REGISTRY[name]).STAGE

@@ -33,7 +33,7 @@ class Check:
 
     @classmethod
     def judged(cls, name: str, value: float | None, threshold: Threshold, *, subject: str = "", message: str = "",
-               detail: dict[str, Any] | None = None) -> "Check":
+               detail: dict[str, Any] | None = None) -> Check:
         v = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
         return cls(name=name, value=v, threshold=threshold.describe(), passed=threshold.check(v), subject=subject,
                    required=threshold.required, message=message or f"{name} {_fmt(v)} (needs {threshold.text()})",
@@ -41,9 +41,10 @@ class Check:
 
     @classmethod
     def info(cls, name: str, value: float | None, *, subject: str = "", message: str = "",
-             detail: dict[str, Any] | None = None) -> "Check":
+             detail: dict[str, Any] | None = None) -> Check:
         v = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-        return cls(name=name, value=v, passed=None, subject=subject, required=False, message=message, detail=detail or {})
+        return cls(name=name, value=v, passed=None, subject=subject, required=False, message=message,
+                   detail=detail or {})
 
     @property
     def failed_required(self) -> bool:

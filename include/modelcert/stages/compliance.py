@@ -83,7 +83,8 @@ class ComplianceStage:
             checks.append(Check.info("pii_not_feature", None, message=f"PII columns {pii}: {PREDICTIONS_ONLY}",
                                      detail={"pii_columns": pii}))
             checks.append(Check.info("protected_not_feature", None,
-                                     message=f"protected attributes {list(spec.data.protected_attributes)}: {PREDICTIONS_ONLY}"))
+                                     message=f"protected attributes {list(spec.data.protected_attributes)}: "
+                                             f"{PREDICTIONS_ONLY}"))
         else:
             feature_set = set(features)
             if not pii:

@@ -345,7 +345,8 @@ class DataQualityStage:
                             message=f"share of data.test rows also in data.train: {value:.4g} (needs {t.text()})",
                             detail={"leaked_rows": int(leaked.sum()), "test_rows": int(len(test)),
                                     "train_rows": int(len(train)), "columns_compared": len(columns),
-                                    "columns_not_compared": [str(c) for c in test.columns if c not in set(columns)][:25],
+                                    "columns_not_compared": [str(c) for c in test.columns
+                                                             if c not in set(columns)][:25],
                                     })
 
     def _group_sizes(self, ctx: EvalContext, test: pd.DataFrame) -> list[Check]:
@@ -386,7 +387,7 @@ class DataQualityStage:
         for dataset, df in frames.items():
             plan = self._plan(ctx, dataset, df)
             results = self._validate(dataset, df, plan)
-            ds_checks = [self._check(p, r) for (_, p), r in zip(plan, results)]
+            ds_checks = [self._check(p, r) for (_, p), r in zip(plan, results, strict=True)]
             checks += ds_checks
             evaluated[dataset] = len(ds_checks)
             failed[dataset] = sum(1 for c in ds_checks if c.passed is False)

@@ -223,7 +223,8 @@ class FairnessStage:
                     v = st[key]
                     checks.append(Check.info(
                         key, v, subject=subject,
-                        message=f"{subject}: {key} {'n/a' if v is None else f'{v:.4g}'} (relative to the favorable outcome)",
+                        message=f"{subject}: {key} {'n/a' if v is None else f'{v:.4g}'} "
+                                "(relative to the favorable outcome)",
                         detail={"group": definition}))
 
             # --- the seven metrics: judged when the spec bounds them, info otherwise
@@ -231,7 +232,8 @@ class FairnessStage:
             for metric in FAIRNESS_METRICS:
                 v = values[metric]
                 detail = {"definition": _WHAT[metric], **intervals[metric],
-                          "aif360": "BinaryLabelDatasetMetric" if metric == "base_rate_difference" else "ClassificationMetric"}
+                          "aif360": ("BinaryLabelDatasetMetric" if metric == "base_rate_difference"
+                                     else "ClassificationMetric")}
                 if v is None:
                     why = self._undefined_reason(metric, attr, group_stats)
                 else:
@@ -245,7 +247,8 @@ class FairnessStage:
                     checks.append(Check.judged(metric, v, t, subject=attr, message=msg, detail=detail))
                 else:
                     msg = (f"{metric} for {attr} is undefined: {why}" if v is None else
-                           f"{metric} for {attr}: {v:.4g}{ci_text} (informational: no bound in checks.fairness){caveat}")
+                           f"{metric} for {attr}: {v:.4g}{ci_text} "
+                           f"(informational: no bound in checks.fairness){caveat}")
                     checks.append(Check.info(metric, v, subject=attr, message=msg, detail=detail))
 
             attributes[attr] = {
@@ -253,7 +256,7 @@ class FairnessStage:
                 "metrics": values,
                 "ci95": {m: intervals[m]["ci95"] for m in FAIRNESS_METRICS},
                 "groups": group_stats,
-                "confusion_favorable": {g: dict(zip(("tp", "fp", "fn", "tn"), (int(x) for x in counts[g])))
+                "confusion_favorable": {g: dict(zip(("tp", "fp", "fn", "tn"), (int(x) for x in counts[g]), strict=True))
                                         for g in GROUPS},
             }
 

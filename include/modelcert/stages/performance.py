@@ -35,7 +35,8 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(v) or math.isinf(v) else v
 
 
-def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, n_bins: int = ECE_BINS) -> tuple[float, list[dict[str, Any]]]:
+def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray,
+                               n_bins: int = ECE_BINS) -> tuple[float, list[dict[str, Any]]]:
     """ECE over ``n_bins`` equal-width bins: sum over bins of (bin count / n) * |mean predicted - observed rate|.
 
     The per-bin rates come from :func:`sklearn.calibration.calibration_curve`; the bin counts use the same
@@ -55,7 +56,7 @@ def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, n_bins: int
     bins = [
         {"bin": [float(edges[i]), float(edges[i + 1])], "count": int(counts[i]),
          "mean_predicted": float(pp), "observed_rate": float(pt)}
-        for i, pp, pt in zip(nonzero, prob_pred, prob_true)
+        for i, pp, pt in zip(nonzero, prob_pred, prob_true, strict=True)
     ]
     return ece, bins
 
@@ -131,7 +132,8 @@ class PerformanceStage:
             record("brier_score", skm.brier_score_loss(y, score, pos_label=1), message=score_note)
             ece, bins = expected_calibration_error(y, score)
             record("expected_calibration_error", ece, message=score_note,
-                   detail={"n_bins": ECE_BINS, "strategy": "uniform", "bins": bins, **({"scaled": score_note} if score_note else {})})
+                   detail={"n_bins": ECE_BINS, "strategy": "uniform", "bins": bins,
+                           **({"scaled": score_note} if score_note else {})})
 
         # ------------------------------------------------------------------ latency and size
         summary_latency: dict[str, Any] = {}
@@ -143,16 +145,17 @@ class PerformanceStage:
             summary_latency = lat
             detail = {"rows_timed": lat["rows_timed"], "seed": LATENCY_SEED, "method": lat["method"],
                       "native_threads": lat["native_threads"], "isolated_process": lat["isolated_process"]}
-            record("latency_p50_ms", lat["p50_ms"], message=f"median of {lat['rows_timed']} single-row {lat['method']} calls",
-                   detail=detail)
-            record("latency_p95_ms", lat["p95_ms"], message=f"95th percentile of {lat['rows_timed']} single-row {lat['method']} calls",
-                   detail=detail)
+            record("latency_p50_ms", lat["p50_ms"],
+                   message=f"median of {lat['rows_timed']} single-row {lat['method']} calls", detail=detail)
+            record("latency_p95_ms", lat["p95_ms"],
+                   message=f"95th percentile of {lat['rows_timed']} single-row {lat['method']} calls", detail=detail)
             checks.append(Check.info("batch_throughput_rows_per_s", lat["batch_rows_per_s"],
-                                     message=f"{lat['method']} on all {n} test rows in one call took {lat['batch_seconds']:.4f} s "
-                                             "(one native thread)",
+                                     message=f"{lat['method']} on all {n} test rows in one call took "
+                                             f"{lat['batch_seconds']:.4f} s (one native thread)",
                                      detail={"rows": n, "seconds": lat["batch_seconds"], "native_threads": 1}))
             size_bytes, path = self._artifact_size(ctx)
-            record("model_size_mb", size_bytes / 1e6, message=f"artifact file size (1 MB = 10^6 bytes): {size_bytes} bytes",
+            record("model_size_mb", size_bytes / 1e6,
+                   message=f"artifact file size (1 MB = 10^6 bytes): {size_bytes} bytes",
                    detail={"bytes": size_bytes, "path": path})
 
         # ------------------------------------------------------------------ summary
