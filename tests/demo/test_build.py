@@ -73,7 +73,7 @@ def test_restamp_changes_only_the_sha256_line_of_specs_naming_the_artifact(tmp_p
     for p in changed:
         old_lines = (REPO / "include" / "specs" / p.name).read_text().splitlines()
         new_lines = p.read_text().splitlines()
-        diff = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
+        diff = [(a, b) for a, b in zip(old_lines, new_lines, strict=False) if a != b]  # lengths asserted next
         assert len(old_lines) == len(new_lines) and len(diff) == 1 and diff[0][1].strip() == f"sha256: {new}"
     assert (specs / "adult_income.yaml").read_text() == (REPO / "include" / "specs" / "adult_income.yaml").read_text()
     assert build.restamp_specs(models / "german_credit.skops", new, specs) == []  # idempotent

@@ -82,7 +82,7 @@ class Browser:
                 return dict(reply.get("result", {}))
             # Events (no id) are not needed by these tests.
 
-    def context(self) -> "Page":
+    def context(self) -> Page:
         ctx = self.send("Target.createBrowserContext", {"disposeOnDetach": True})["browserContextId"]
         target = self.send("Target.createTarget", {"url": "about:blank", "browserContextId": ctx})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
@@ -108,7 +108,7 @@ class Browser:
             self._log.close()
             shutil.rmtree(self.user_data, ignore_errors=True)
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modelcert import audit
-from modelcert.db.session import reader, transaction
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
+from modelcert import audit
+from modelcert.db.session import reader, transaction
 from tests.lifecycle import run_all
 
 pytestmark = pytest.mark.store
@@ -102,7 +102,6 @@ def _anchors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _certify(engine: Any, spec_path: Path) -> dict[str, Any]:
     from modelcert import pipeline
     from modelcert.governance import Identity, record_decision
-
     from tests.lifecycle import ROLES
 
     run_id = run_all(engine, spec_path)
@@ -187,8 +186,9 @@ def test_forged_signoff_row_and_deleted_check_are_named(engine: Any, certified: 
 
 def test_writes_through_statements_are_sealed_too(engine: Any, certified: dict[str, Any]) -> None:
     """An ORM-enabled UPDATE statement (no flush sees it) is sealed by the execute hook."""
-    from modelcert.db.models import Certificate
     from sqlalchemy import update
+
+    from modelcert.db.models import Certificate
 
     with transaction(engine) as s:
         s.execute(update(Certificate).where(Certificate.id == certified["certificate_id"])

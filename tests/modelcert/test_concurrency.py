@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def test_runs_registering_the_same_new_version_at_once(engine: Any, tmp_path: Pa
     """The probe's IntegrityError uq_model_versions_name_version: now every run is recorded, on one row."""
     for it in range(20):
         path = _tiny_spec(tmp_path, f"1.{it}")
-        regs = race(4, lambda i: pipeline.register(engine, path, run_key=f"v{it}/run{i}", triggered_by="carol"))
+        regs = race(4, lambda i, path=path, it=it: pipeline.register(engine, path, run_key=f"v{it}/run{i}", triggered_by="carol"))
         assert len({r.run_id for r in regs}) == 4 and {r.status for r in regs} == {"running"}
         versions = _scalar(engine, select(func.count()).select_from(ModelVersion)
                            .where(ModelVersion.name == "racer", ModelVersion.version == f"1.{it}"))
@@ -88,7 +89,7 @@ def test_the_same_run_key_registered_twice_at_once(engine: Any, tmp_path: Path) 
     """A register task and its overlapping retry: one run row, both get it."""
     for it in range(15):
         path = _tiny_spec(tmp_path, f"2.{it}")
-        regs = race(3, lambda i: pipeline.register(engine, path, run_key=f"same/{it}", triggered_by="carol"))
+        regs = race(3, lambda i, path=path, it=it: pipeline.register(engine, path, run_key=f"same/{it}", triggered_by="carol"))
         assert len({r.run_id for r in regs}) == 1
         assert _scalar(engine, select(func.count()).select_from(CertificationRun)
                        .where(CertificationRun.run_key == f"same/{it}")) == 1
@@ -106,13 +107,13 @@ def test_a_stage_and_its_overlapping_retry_store_one_result_set(engine: Any, spe
                                                                 verdicts: dict[str, str]) -> None:
     """Two writers of the same run and stage at once (delete-then-insert): exactly one result row and only
     the checks of the writer whose result survived — never both sets, never a constraint error."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     run_id = pipeline.register(engine, spec_path, run_key="retry/1", triggered_by="carol").run_id
     for it in range(25):
         sizes = (3 + it % 4, 7)
-        race(2, lambda i: pipeline.save_stage(engine, run_id, _stage_outcome("fairness", sizes[i]),
-                                              started=datetime.now(timezone.utc), duration_s=0.1, attempt=i + 1))
+        race(2, lambda i, sizes=sizes: pipeline.save_stage(engine, run_id, _stage_outcome("fairness", sizes[i]),
+                                                           started=datetime.now(UTC), duration_s=0.1, attempt=i + 1))
         with reader(engine) as s:
             rows = s.execute(select(StageResult).where(StageResult.run_id == run_id,
                                                        StageResult.stage == "fairness")).scalars().all()
@@ -144,7 +145,7 @@ def test_the_same_run_key_executed_twice_at_once(engine: Any, spec_path: Path, v
     """A whole run and its overlapping retry (register, every stage, decide) at once: one run, one result set
     per stage, each with its checks exactly once, a final state, an intact audit chain."""
     for it in range(8):
-        ids = race(2, lambda i: run_all(engine, spec_path, key=f"twice/{it}"))
+        ids = race(2, lambda i, it=it: run_all(engine, spec_path, key=f"twice/{it}"))
         assert ids[0] == ids[1]
         assert _result_sets(engine, ids[0]) == {name: [0, 1] for name in STAGE_NAMES}
         assert _scalar(engine, select(CertificationRun.status).where(CertificationRun.id == ids[0])) == "awaiting_signoff"
@@ -239,6 +240,6 @@ def test_two_promotions_of_one_run_at_once_issue_one_certificate(engine: Any, sp
         for name, role in (("bob", "model_validator"), ("dave", "risk_officer")):
             record_decision(engine, run_id, Identity(name, "t"), role=role, decision="approve", roles=ROLES,
                             evidence_digest=digest_shown(engine, run_id))
-        certs = race(3, lambda i: pipeline.promote(engine, run_id))
+        certs = race(3, lambda i, run_id=run_id: pipeline.promote(engine, run_id))
         assert len({c["certificate_id"] for c in certs}) == 1
         assert _scalar(engine, select(func.count()).select_from(Certificate).where(Certificate.run_id == run_id)) == 1

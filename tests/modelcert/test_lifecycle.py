@@ -201,9 +201,8 @@ def test_illegal_transitions_are_refused(engine: Any, spec_path: Path, verdicts:
     for sql in (f"UPDATE certification_runs SET status = 'approved' WHERE id = '{rejected}'",
                 f"UPDATE certification_runs SET status = 'passed' WHERE id = '{rejected}'",  # a recertification state
                 "UPDATE model_versions SET status = 'valid'"):
-        with pytest.raises(IntegrityError, match="violates check constraint"):
-            with transaction(engine) as s:
-                s.execute(text(sql))
+        with pytest.raises(IntegrityError, match="violates check constraint"), transaction(engine) as s:
+            s.execute(text(sql))
 
 
 def test_all_stages_are_expected_by_the_gate(engine: Any, spec_path: Path, verdicts: dict[str, str]) -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+
 from modelcert import pipeline, policy
 from modelcert.db.models import CertificationRun
 from modelcert.db.session import reader
 from modelcert.errors import SpecError
 from modelcert.spec import CertificationSpec, parse_spec
-from sqlalchemy import select
-
 from tests.modelcert.test_recertify import fake_stages  # noqa: F401 - a fixture
 from tests.modelcert.test_sandbox import _Reduce, joblib_spec, pickle_bytes
 
@@ -539,11 +539,11 @@ def test_the_gate_rejects_a_model_no_attack_ran_on(engine: Any, tmp_path: Path, 
     """Every stage passes its checks; the robustness result says which attacks ran. None → the high tier's
     minimum robustness evidence is a failed mandatory check at the gate, and the run is rejected."""
     import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
     from modelcert.stages import STAGE_NAMES
     from modelcert.stages.base import Check, outcome
     from modelcert.thresholds import Threshold
-    from sklearn.linear_model import LogisticRegression
-
     from tests.conftest import write_synthetic
 
     class Stage:

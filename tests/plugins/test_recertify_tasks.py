@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -40,20 +40,19 @@ def test_outcomes_map_to_task_states(outcome: dict[str, Any], caplog: pytest.Log
     assert _run()["status"] == "passed"
     outcome["out"] = _outcome("failed", transition="suspended", certificate_status="suspended",
                               reasons=["drift: drifted_share: 9 of 18 column(s) drifted"])
-    with caplog.at_level(logging.WARNING, logger="modelcert.notify"):
-        with pytest.raises(AirflowFailException, match="(?s)FAILED on 2026-11-30.*suspended.*drifted_share"):
-            _run()
+    with (caplog.at_level(logging.WARNING, logger="modelcert.notify"),
+          pytest.raises(AirflowFailException, match="(?s)FAILED on 2026-11-30.*suspended.*drifted_share")):
+        _run()
     assert any("certificate_suspended" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
     caplog.clear()
     outcome["out"] = _outcome("failed", certificate_status="suspended", reasons=["x"])  # re-run: no second alert
-    with caplog.at_level(logging.WARNING, logger="modelcert.notify"):
-        with pytest.raises(AirflowFailException):
-            _run()
+    with caplog.at_level(logging.WARNING, logger="modelcert.notify"), pytest.raises(AirflowFailException):
+        _run()
     assert not any("certificate_suspended" in r.getMessage() for r in caplog.records)
     outcome["out"] = _outcome("error", reasons=["recertification.current_data: no current data"])
-    with caplog.at_level(logging.WARNING, logger="modelcert.notify"):
-        with pytest.raises(AirflowFailException, match="(?s)ERROR on 2026-11-30.*no current data"):
-            _run()
+    with (caplog.at_level(logging.WARNING, logger="modelcert.notify"),
+          pytest.raises(AirflowFailException, match="(?s)ERROR on 2026-11-30.*no current data")):
+        _run()
     assert any("recertification_error" in r.getMessage() for r in caplog.records)
     for status in ("skipped", "not_configured", "expired"):
         outcome["out"] = _outcome(status, note="why")
@@ -64,7 +63,7 @@ def test_outcomes_map_to_task_states(outcome: dict[str, Any], caplog: pytest.Log
 def test_run_ds() -> None:
     from modelcert_airflow.recertify_tasks import run_ds
 
-    day = datetime(2026, 11, 29, tzinfo=timezone.utc)
+    day = datetime(2026, 11, 29, tzinfo=UTC)
     assert run_ds(SimpleNamespace(logical_date=day, run_after=None), {}) == "2026-11-29"
     assert run_ds(SimpleNamespace(logical_date=None, run_after=day), {"ds": None}) == "2026-11-29"
     assert run_ds(SimpleNamespace(logical_date=day, run_after=day), {"ds": "2026-01-02"}) == "2026-01-02"

@@ -55,7 +55,7 @@ def test_ece_function_matches_brute_force() -> None:
     ece, bins = expected_calibration_error(y, prob)
     brute = 0.0
     edges = np.linspace(0, 1, 11)
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         m = (prob > lo) & (prob <= hi) if lo > 0 else (prob <= hi)
         if m.any():
             brute += m.mean() * abs(prob[m].mean() - y[m].mean())

@@ -8,8 +8,9 @@ Airflow's own auth manager (``generate_jwt``), exactly as ``POST /auth/token`` i
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 

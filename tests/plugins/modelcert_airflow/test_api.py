@@ -4,8 +4,9 @@ all rules applied by governance.record_decision (the API only maps its codes to 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jwt
 import pytest
