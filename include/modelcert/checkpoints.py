@@ -20,12 +20,15 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from modelcert import audit
+from modelcert import audit_chain
+
+if TYPE_CHECKING:
+    from modelcert.audit import ChainWalk
 
 ENV_PATH = "MODELCERT_AUDIT_CHECKPOINTS"
 _FIELDS = ("v", "ts", "database", "last_id", "head_hash", "count", "reason")
@@ -54,10 +57,10 @@ def write(head: dict[str, Any], *, reason: str, target: Path | None = None) -> d
     line: dict[str, Any] = {"v": 1, "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
                             "database": str(head["database"]), "last_id": int(head["last_id"]),
                             "head_hash": str(head["head_hash"]), "count": int(head["count"]), "reason": reason}
-    key = audit.signing_key()
+    key = audit_chain.signing_key()
     if key is not None:
         line["kid"] = key.kid
-        line["mac"] = audit.mac(key, _body(line))
+        line["mac"] = audit_chain.mac(key, _body(line))
     dest = target or path()
     dest.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(line, sort_keys=True) + "\n").encode()
@@ -81,7 +84,7 @@ def database_name(conn: Session | Connection) -> str:
 
 def write_current(session: Session, *, reason: str) -> dict[str, Any]:
     """Checkpoint the chain head as ``session`` sees it now."""
-    head = audit.chain_head(session)
+    head = audit_chain.chain_head(session)
     head["database"] = database_name(session)
     return write(head, reason=reason)
 
@@ -93,7 +96,7 @@ class CheckpointCheck:
     notes: list[str] = field(default_factory=list)
 
 
-def check(session: Session, walk: audit.ChainWalk, keys: dict[str, audit.ChainKey], *,
+def check(session: Session, walk: ChainWalk, keys: dict[str, audit_chain.ChainKey], *,
           source: Path | None = None) -> CheckpointCheck:
     """Hold the chain against every checkpoint line of this database."""
     src = source or path()
@@ -117,7 +120,7 @@ def check(session: Session, walk: audit.ChainWalk, keys: dict[str, audit.ChainKe
             key = keys.get(str(line.get("kid")))
             if key is None:
                 unchecked += 1
-            elif audit.mac(key, _body(line)) != line["mac"]:
+            elif audit_chain.mac(key, _body(line)) != line["mac"]:
                 res.problems.append(f"{where}: its MAC does not verify (the checkpoint file was edited)")
                 continue
         else:
@@ -143,5 +146,5 @@ def check(session: Session, walk: audit.ChainWalk, keys: dict[str, audit.ChainKe
         res.notes.append(f"{unchecked} checkpoint line(s) are signed by a key not configured here; "
                          "their MAC was not checked")
     if unsigned and keys:
-        res.notes.append(f"{unsigned} checkpoint line(s) are not signed (written without {audit.ENV_KEY})")
+        res.notes.append(f"{unsigned} checkpoint line(s) are not signed (written without {audit_chain.ENV_KEY})")
     return res

@@ -43,7 +43,8 @@ from typing import Any
 from sqlalchemy import Table, event, select, text
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
-from modelcert import audit
+from modelcert import audit_chain
+from modelcert.audit_chain import SEAL_ACTION
 from modelcert.db.models import (
     AuditEvent,
     Certificate,
@@ -54,7 +55,6 @@ from modelcert.db.models import (
     StageResult,
 )
 
-SEAL_ACTION = "rows_sealed"
 SEAL_ACTOR = "modelcert"
 log = logging.getLogger("modelcert.seal")
 
@@ -192,7 +192,7 @@ def seal(session: Session, touched: dict[str, set[str]]) -> list[int]:
             columns["check_results"] = _columns(CHECKS)
         if "certificates" in tables:
             session.info[_WANT_CHECKPOINT] = True
-        ids.append(audit.append_core(conn, actor=SEAL_ACTOR, action=SEAL_ACTION, entity_type="evidence",
+        ids.append(audit_chain.append_core(conn, actor=SEAL_ACTOR, action=SEAL_ACTION, entity_type="evidence",
                                      entity_id=scope[:64], payload={"v": 1, "columns": columns, "rows": fresh}))
     return ids
 
@@ -280,7 +280,7 @@ def _before_commit(session: Session) -> None:
         from modelcert import checkpoints
 
         conn = session.connection()
-        head = audit.chain_head(conn)
+        head = audit_chain.chain_head(conn)
         head["database"] = checkpoints.database_name(conn)
         session.info[_HEAD] = head
 
@@ -296,7 +296,7 @@ def _after_commit(session: Session) -> None:
 
     try:
         checkpoints.write(head, reason="certificate")
-    except (OSError, audit.AuditKeyError) as exc:
+    except (OSError, audit_chain.AuditKeyError) as exc:
         # The transaction has committed; failing now would only make a caller retry what is done.
         log.error("audit checkpoint not written to %s: %s", checkpoints.path(), exc)
 
