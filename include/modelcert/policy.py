@@ -16,7 +16,7 @@ import hashlib
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -31,14 +31,12 @@ from pydantic import (
 )
 
 from modelcert.errors import ModelcertError, SpecError
-from modelcert.spec import (
-    FAIRNESS_METRICS,
-    PERFORMANCE_METRICS,
-    RISK_TIERS,
-    CertificationSpec,
-    parse_duration,
-)
 from modelcert.thresholds import Threshold
+from modelcert.vocabulary import CHECKS, KNOWN_CHECKS, RISK_TIERS, parse_duration, tier_message
+from modelcert.vocabulary import format_duration as format_duration  # re-exported: part of this module's interface
+
+if TYPE_CHECKING:
+    from modelcert.spec import CertificationSpec
 
 POLICY_ENV = "MODELCERT_POLICY_FILE"
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[1] / "config" / "policy.yaml"
@@ -48,15 +46,6 @@ ArtifactFormat = Literal["skops", "joblib"]
 Stage = Literal["data_quality", "performance", "robustness", "fairness", "drift", "compliance"]
 Declaration = Literal["intended_use", "owner", "risk_tier", "data_retention_days", "consent_basis"]
 
-#: The checks a policy can name, as ``<stage>.<check>`` (the spec's ``checks.<stage>.<check>``).
-CHECKS: dict[str, tuple[str, ...]] = {
-    "data_quality": ("null_fraction", "duplicate_fraction", "leakage_fraction"),
-    "performance": PERFORMANCE_METRICS,
-    "robustness": ("min_robust_accuracy", "max_flip_rate"),
-    "fairness": FAIRNESS_METRICS,
-    "drift": ("max_drifted_share",),
-}
-KNOWN_CHECKS = frozenset(f"{stage}.{name}" for stage, names in CHECKS.items() for name in names)
 
 
 class PolicyError(ModelcertError):
@@ -67,15 +56,6 @@ def _short(value: object, limit: int = 80) -> str:
     """A user-supplied value as it may appear in a message: repr'd and bounded."""
     text = repr(value) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def format_duration(td: timedelta) -> str:
-    """A duration as a policy or spec writes it (``180d``, ``12h``), for messages."""
-    seconds = int(td.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _check_name(value: Any) -> Any:
@@ -199,14 +179,6 @@ class Policy(_Strict):
     def trusted_types(self, tier: str) -> frozenset[str]:
         """The reviewed skops types for a tier: the global list plus the tier's own."""
         return frozenset(self.skops_trusted_types) | frozenset(self.tier(tier).skops_trusted_types)
-
-
-def tier_message(name: object, policy: Policy) -> str:
-    """The one line refusing a risk tier the policy does not define."""
-    from modelcert.safe_yaml import short
-
-    return (f"use_case.risk_tier: {short(name)} is not allowed; the risk tiers of {policy.label} are "
-            f"{', '.join(sorted(policy.tiers))}")
 
 
 class _NoDuplicateKeys(yaml.SafeLoader):

@@ -18,11 +18,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from modelcert.safe_yaml import clip
-from modelcert.spec import CertificationSpec
 from modelcert.thresholds import Threshold
+from modelcert.vocabulary import CHECKS, format_duration, tier_message
 
 if TYPE_CHECKING:
     from modelcert.policy import Policy, TierPolicy
+    from modelcert.spec import CertificationSpec
 
 #: Stages whose checks are a section of named thresholds, and stages whose checks are a metric map.
 _SECTIONS = ("data_quality", "robustness")
@@ -98,8 +99,6 @@ def intersect(spec_t: Threshold | None, floor: Threshold | None, *, required: bo
 # ------------------------------------------------------------------------------------------- the spec's checks
 def _checks_of(spec: CertificationSpec) -> dict[str, tuple[Threshold, bool]]:
     """Every threshold of ``spec.checks`` as ``<stage>.<check>`` -> (bound, written by the submitter)."""
-    from modelcert.policy import CHECKS
-
     checks = spec.checks
     given = checks.model_fields_set
     out: dict[str, tuple[Threshold, bool]] = {}
@@ -143,8 +142,6 @@ def _threshold_problems(path: str, key: str, spec_t: Threshold, tier_name: str, 
 
 def spec_problems(spec: CertificationSpec, policy: Policy) -> list[str]:
     """Every way ``spec`` breaks ``policy``, one line each (empty when it complies)."""
-    from modelcert.policy import tier_message
-
     tier_name = spec.use_case.risk_tier
     if tier_name not in policy.tiers:
         return [tier_message(tier_name, policy)]
@@ -169,8 +166,6 @@ def spec_problems(spec: CertificationSpec, policy: Policy) -> list[str]:
     found += _signoff_problems(spec, tier_name, tier, label)
     cert = spec.certificate
     if "valid_for" in cert.model_fields_set and cert.valid_for > tier.max_validity:
-        from modelcert.policy import format_duration
-
         found.append(f"certificate.valid_for: {format_duration(cert.valid_for)} is above the {tier_name}-tier policy "
                      f"maximum {format_duration(tier.max_validity)} ({label})")
     return found
@@ -281,8 +276,6 @@ def _effective_checks(spec: CertificationSpec, tier: TierPolicy) -> dict[str, tu
 def effective_spec(spec: CertificationSpec, policy: Policy) -> CertificationSpec:
     """The spec the stages judge (call after :func:`spec_problems` found nothing): effective thresholds, the
     merged quorum (``signoff.policy_merged``), the validity capped at the tier's maximum."""
-    from modelcert.spec import parse_spec
-
     tier = policy.tier(spec.use_case.risk_tier)
     data = spec.model_dump(mode="json")
     checks = data["checks"]
@@ -308,7 +301,7 @@ def effective_spec(spec: CertificationSpec, policy: Policy) -> CertificationSpec
     data["signoff"]["policy_merged"] = True
     if spec.certificate.valid_for > tier.max_validity:
         data["certificate"]["valid_for"] = tier.max_validity.total_seconds()
-    return parse_spec(data)
+    return type(spec).from_data(data)
 
 
 # ------------------------------------------------------------------------------------------- the gate

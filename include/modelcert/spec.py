@@ -28,6 +28,9 @@ from modelcert import safe_yaml
 from modelcert.errors import SpecError
 from modelcert.safe_yaml import short
 from modelcert.thresholds import Threshold
+from modelcert.vocabulary import FAIRNESS_METRICS, PERFORMANCE_METRICS, parse_duration, tier_message
+from modelcert.vocabulary import MAX_DURATION as MAX_DURATION  # re-exported: part of this module's interface
+from modelcert.vocabulary import RISK_TIERS as RISK_TIERS  # re-exported: part of this module's interface
 
 
 def _scalar(v: Any) -> Any:
@@ -38,81 +41,10 @@ def _scalar(v: Any) -> Any:
 
 
 Scalar = Annotated[bool | int | float | str, PlainValidator(_scalar)]
-#: Tiers every risk policy defines; a policy may add more (``modelcert.policy``), and a submitted spec may name
-#: any tier of the policy in force. The sign-off quorum per tier is the policy's (``signoff`` of the tier).
-RISK_TIERS = ("low", "medium", "high")
 RISK_TIER_PATTERN = r"^[a-z][a-z0-9_]{0,15}$"
 
-PERFORMANCE_METRICS = (
-    "accuracy",
-    "balanced_accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "roc_auc",
-    "brier_score",
-    "expected_calibration_error",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "model_size_mb",
-)
-FAIRNESS_METRICS = (
-    "disparate_impact",
-    "statistical_parity_difference",
-    "equal_opportunity_difference",
-    "average_odds_difference",
-    "false_positive_rate_difference",
-    "false_negative_rate_difference",
-    "base_rate_difference",
-)
 ATTACKS = ("hop_skip_jump", "fgsm", "pgd")
 DECLARATIONS = ("intended_use", "owner", "risk_tier", "data_retention_days", "consent_basis")
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-#: No duration in a spec (sign-off timeout, certificate validity) may exceed ten years; none may be <= 0.
-MAX_DURATION = timedelta(days=3650)
-_DURATION_HELP = "use a positive number with a unit s, m, h, d or w, e.g. '7d' or '12h', at most 3650d"
-
-
-def _bounded(td: timedelta, value: Any) -> timedelta:
-    if td <= timedelta(0):
-        raise ValueError(f"{short(value)} is not a positive duration; {_DURATION_HELP}")
-    if td > MAX_DURATION:
-        raise ValueError(f"{short(value)} is longer than 3650 days; {_DURATION_HELP}")
-    return td
-
-
-def parse_duration(value: Any) -> timedelta:
-    """'90d', '12h', '30m', '45s', '2w' or a number of seconds; positive and at most ten years, so that a
-    negative validity or a 99999999999999-day timeout is refused here instead of breaking a later task."""
-    if isinstance(value, timedelta):
-        return _bounded(value, value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value) or abs(value) > MAX_DURATION.total_seconds():
-            raise ValueError(f"{short(value)} seconds is out of range; {_DURATION_HELP}")
-        return _bounded(timedelta(seconds=float(value)), value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            if len(m.group(1)) > 9:
-                raise ValueError(f"{short(value)} is longer than 3650 days; {_DURATION_HELP}")
-            amount = int(m.group(1))
-            seconds = amount * timedelta(**{_UNITS[m.group(2)]: 1}).total_seconds()
-            if seconds > MAX_DURATION.total_seconds():
-                raise ValueError(f"{short(value)} is longer than 3650 days; {_DURATION_HELP}")
-            return _bounded(timedelta(**{_UNITS[m.group(2)]: amount}), value)
-        if value.startswith("P") and len(value) <= 64:  # ISO 8601, as stored in the run's spec JSON
-            from pydantic import TypeAdapter
-
-            try:
-                td = TypeAdapter(timedelta).validate_python(value)
-            except (ValidationError, OverflowError):
-                pass
-            else:
-                return _bounded(td, value)
-    raise ValueError(f"{short(value)} is not a duration; {_DURATION_HELP}")
-
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
@@ -211,8 +143,6 @@ class UseCase(_Strict):
     def _policy_tier(cls, v: str, info: Any) -> str:
         policy = (info.context or {}).get("policy")
         if policy is not None and v not in policy.tiers:
-            from modelcert.policy import tier_message
-
             raise ValueError(tier_message(v, policy).split(": ", 1)[1])
         return v
 
@@ -538,6 +468,13 @@ class CertificationSpec(_Strict):
     def is_audit(self) -> bool:
         """True for a third-party audit from predictions alone (no model artifact)."""
         return self.model.artifact is None
+
+    @classmethod
+    def from_data(cls, data: Any) -> CertificationSpec:
+        """:func:`parse_spec` (no policy, no source), reached through a spec in hand: how
+        :mod:`modelcert.policy_rules` validates the effective spec it derives without importing this module,
+        which needs the policy (and so the rules) itself."""
+        return parse_spec(data)
 
 
 _PYDANTIC_LOC = re.compile(r"^[a-z][a-z0-9_-]*\[.*\]$")
