@@ -60,8 +60,8 @@ with DAG(
         return rt.expire()
 
     @task
-    def find_certificates() -> list[dict[str, Any]]:
-        return rt.find()
+    def find_certificates(dag_run: Any = None) -> list[dict[str, Any]]:
+        return rt.find(dag_run.dag_id, dag_run.run_id)
 
     @task(map_index_template="{{ task.op_kwargs['target']['label'] }}")
     def recertify(target: dict[str, Any], params: dict[str, Any] | None = None, dag_run: Any = None,

@@ -95,13 +95,23 @@ def expire_due(engine: Engine, *, now: datetime | None = None) -> list[dict[str,
 
 
 # ------------------------------------------------------------------------------------------- targets
-def find_targets(engine: Engine, *, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Every valid certificate (not past its validity), with what the mapped recertification needs.
+def find_targets(engine: Engine, *, now: datetime | None = None, dag_id: str | None = None,
+                 airflow_run_id: str | None = None) -> list[dict[str, Any]]:
+    """Every valid certificate (not past its validity) that the risk policy's cadence makes due, with what the
+    mapped recertification needs.
 
     ``expiring_soon``: validity ends within the spec's ``recertification.expiring_within_days`` (default 14).
-    ``configured``: the spec has a ``recertification:`` section (without one the model cannot be re-checked)."""
+    ``configured``: the spec has a ``recertification:`` section (without one the model cannot be re-checked).
+    Given the DAG run (``dag_id``, ``airflow_run_id``), a certificate this same DAG run already recertified stays a
+    target: re-running a day re-checks it and replaces the same rows, instead of the cadence skipping it because
+    that very run just checked it."""
     now = now or utcnow()
     with reader(engine) as s:
+        own: set[str] = set()
+        if dag_id is not None and airflow_run_id is not None:
+            own = set(s.execute(select(CertificationRun.run_key).where(
+                CertificationRun.run_key.startswith(run_key(dag_id, airflow_run_id, "", "").rstrip("/") + "/",
+                                                    autoescape=True))).scalars())
         rows = s.execute(
             select(Certificate, ModelVersion, CertificationRun.spec)
             .join(ModelVersion, Certificate.model_version_id == ModelVersion.id)
@@ -113,7 +123,8 @@ def find_targets(engine: Engine, *, now: datetime | None = None) -> list[dict[st
     from modelcert.policy import recertification_due
 
     for cert, mv, spec in rows:
-        if not recertification_due(mv.risk_tier, cert.last_checked_at, now):
+        rerun = own and run_key(dag_id or "", airflow_run_id or "", mv.name, mv.version) in own
+        if not rerun and not recertification_due(mv.risk_tier, cert.last_checked_at, now):
             continue  # checked more recently than the risk policy's recertify_every for its tier
         section = (spec or {}).get("recertification")
         within = int((section or {}).get("expiring_within_days", DEFAULT_EXPIRING_WITHIN_DAYS))
@@ -498,5 +509,5 @@ def recertify_all(engine: Engine, *, ds: str, dag_id: str = "cli", airflow_run_i
     expired = expire_due(engine, now=now)
     outcomes = [recertify(engine, t["certificate_id"], dag_id=dag_id, airflow_run_id=airflow_run_id, ds=ds,
                           triggered_by=triggered_by, now=now)
-                for t in find_targets(engine, now=now)]
+                for t in find_targets(engine, now=now, dag_id=dag_id, airflow_run_id=airflow_run_id)]
     return {"expired": expired, "recertified": outcomes}

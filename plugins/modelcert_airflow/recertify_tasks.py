@@ -65,10 +65,10 @@ def expire() -> list[dict[str, Any]]:
     return expired
 
 
-def find() -> list[dict[str, Any]]:
+def find(dag_id: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
     from modelcert import recertify
 
-    targets = recertify.find_targets(results_engine())
+    targets = recertify.find_targets(results_engine(), dag_id=dag_id, airflow_run_id=run_id)
     for t in targets:
         if t["expiring_soon"]:
             notify_ops({"event": "certificate_expiring", **t})
