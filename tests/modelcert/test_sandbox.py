@@ -10,6 +10,7 @@ import gc
 import hashlib
 import io
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -67,6 +68,7 @@ def eval_model(expr: str) -> bytes:
 
 def attack_code(outside: Path, secret_file: Path, db_url: str, tag: str) -> str:
     url = make_url(db_url)
+    own_host = url.host or url.query.get("host")  # the embedded server is a unix-socket folder in ?host=
     return textwrap.dedent(f"""
         import os, socket, sys
         results = []
@@ -99,7 +101,7 @@ def attack_code(outside: Path, secret_file: Path, db_url: str, tag: str) -> str:
         def pg_unix():
             pg("/var/run/postgresql", 5432, "pwned_unix_{tag}")
         def pg_own_host():
-            pg({url.host!r}, {url.port or 5432}, "pwned_own_{tag}")
+            pg({own_host!r}, {url.port or 5432}, "pwned_own_{tag}")
         def raw_tcp():
             socket.create_connection(("127.0.0.1", 5432), timeout=3).close()
         def shell():
@@ -169,8 +171,15 @@ def test_attack_payload_works_without_the_sandbox(tmp_path: Path, db_url: str) -
     proc = subprocess.run([sys.executable, "-c", "import joblib, sys; joblib.load(sys.argv[1])", str(art)],
                           env=env, capture_output=True, text=True, timeout=120)
     attempts = dict(a.split("=") for a in proc.stderr.split("ATTEMPTS ")[1].split("\n")[0].split())
-    assert {a for a, r in attempts.items() if r == "ok"} >= {"write_outside", "read_secret_file", "leak_env",
-                                                              "parent_environ", "pg_tcp", "raw_tcp", "shell"}
+    # The test database may be the machine's server (TCP) or the embedded one (a unix socket): the payload reaches
+    # it through its own host either way; raw TCP to 127.0.0.1:5432 works wherever a server listens there.
+    expected = {"write_outside", "read_secret_file", "leak_env", "parent_environ", "pg_own_host", "shell"}
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=3).close()
+        expected.add("raw_tcp")
+    except OSError:
+        pass
+    assert {a for a, r in attempts.items() if r == "ok"} >= expected, attempts
     assert {p.name for p in outside.iterdir()} >= {"written_control", "secret_control", "env_control", "shell_control"}
     eng = create_engine(db_url)
     try:
@@ -178,7 +187,7 @@ def test_attack_payload_works_without_the_sandbox(tmp_path: Path, db_url: str) -
             tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE tablename LIKE 'pwned%'")).scalars())
     finally:
         eng.dispose()
-    assert "pwned_tcp_control" in tables
+    assert "pwned_own_control" in tables
 
 
 @pytest.mark.slow
