@@ -44,15 +44,37 @@ def verdicts(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return table
 
 
-@pytest.fixture
-def spec_path(tmp_path: Path) -> Path:
-    df = pd.DataFrame({"x": range(40), "sex": ["m", "f"] * 20, "y": [0, 1, 1, 0] * 10, "pred": [1, 0] * 20})
-    path, _ = write_synthetic(tmp_path, {"test": df}, {
+def tiny_audit_data() -> pd.DataFrame:
+    return pd.DataFrame({"x": range(40), "sex": ["m", "f"] * 20, "y": [0, 1, 1, 0] * 10, "pred": [1, 0] * 20})
+
+
+def write_tiny_audit_spec(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A predictions-only spec on 40 rows (two approvers, a one-hour sign-off timeout): (path, spec dict)."""
+    return write_synthetic(tmp_path, {"test": tiny_audit_data()}, {
         "predictions": {"column": "pred", "positive": [1]},
         "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}, "extra_columns": ["x"]},
         "signoff": {"required": {"model_validator": 1, "risk_officer": 1}, "timeout": "1h"},
     })
-    return path
+
+
+@pytest.fixture
+def spec_path(tmp_path: Path) -> Path:
+    return write_tiny_audit_spec(tmp_path)[0]
+
+
+def superuser(engine: Any, *statements: str) -> None:
+    """Edit rows as a database superuser would: the protecting triggers off for this session
+    (``session_replication_role = replica``), autocommit, outside any modelcert code path."""
+    from sqlalchemy import create_engine, text
+
+    su = create_engine(engine.url, isolation_level="AUTOCOMMIT")
+    try:
+        with su.connect() as conn:
+            conn.execute(text("SET session_replication_role = replica"))
+            for st in statements:
+                conn.execute(text(st))
+    finally:
+        su.dispose()
 
 
 def run_all(engine: Any, spec_path: Path, key: str = "test/1") -> str:

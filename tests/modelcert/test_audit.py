@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from modelcert import audit
 from modelcert.db.session import reader, transaction
-from tests.lifecycle import run_all
+from tests.lifecycle import run_all, superuser
 
 pytestmark = pytest.mark.store
 
@@ -41,32 +41,20 @@ def test_database_refuses_update_delete_truncate(chain: Any, sql: str) -> None:
     assert _verify(chain).ok
 
 
-def _superuser(engine: Any, *statements: str) -> None:
-    """Tamper as a superuser would: switch the protecting trigger off for this session."""
-    su = create_engine(engine.url, isolation_level="AUTOCOMMIT")
-    try:
-        with su.connect() as conn:
-            conn.execute(text("SET session_replication_role = replica"))
-            for st in statements:
-                conn.execute(text(st))
-    finally:
-        su.dispose()
-
-
 def test_edited_row_is_found(chain: Any) -> None:
-    _superuser(chain, "UPDATE audit_events SET payload = '{\"stage\": \"forged\"}' WHERE id = 3")
+    superuser(chain, "UPDATE audit_events SET payload = '{\"stage\": \"forged\"}' WHERE id = 3")
     res = _verify(chain)
     assert not res.ok and res.first_bad_id == 3 and "edited" in res.problem
 
 
 def test_deleted_row_is_found(chain: Any) -> None:
-    _superuser(chain, "DELETE FROM audit_events WHERE id = 4")
+    superuser(chain, "DELETE FROM audit_events WHERE id = 4")
     res = _verify(chain)
     assert not res.ok and res.first_bad_id == 5 and "prev_hash" in res.problem
 
 
 def test_reordered_rows_are_found(chain: Any) -> None:
-    _superuser(chain,
+    superuser(chain,
                "UPDATE audit_events SET id = -1 WHERE id = 5",
                "UPDATE audit_events SET id = 5 WHERE id = 6",
                "UPDATE audit_events SET id = 6 WHERE id = -1")
@@ -79,7 +67,7 @@ def test_cli_audit_verify_reports_first_bad_row(chain: Any, capsys: pytest.Captu
 
     url = chain.url.render_as_string(hide_password=False)
     assert main(["--database-url", url, "audit", "verify"]) == 0
-    _superuser(chain, "UPDATE audit_events SET actor = 'mallory' WHERE id = 2")
+    superuser(chain, "UPDATE audit_events SET actor = 'mallory' WHERE id = 2")
     assert main(["--database-url", url, "audit", "verify"]) != 0
     assert "first bad row 2" in capsys.readouterr().out
 
@@ -164,7 +152,7 @@ def test_evidence_edited_in_sql_is_named(engine: Any, certified: dict[str, Any],
     sql, where, detail = EDITS[edit]
     check = _one(engine, "SELECT min(id) FROM check_results WHERE name = 'score'")
     where = where.format(check=check, cert=certified["certificate_id"], run=certified["run_id"])
-    _superuser(engine, sql)
+    superuser(engine, sql)
     res = _verify(engine)
     assert not res.ok
     [named] = [p for p in res.problems if where in p]
@@ -175,7 +163,7 @@ def test_evidence_edited_in_sql_is_named(engine: Any, certified: dict[str, Any],
 def test_forged_signoff_row_and_deleted_check_are_named(engine: Any, certified: dict[str, Any]) -> None:
     run = certified["run_id"]
     digest = _one(engine, f"SELECT evidence_digest FROM certification_runs WHERE id = '{run}'")
-    _superuser(engine,
+    superuser(engine,
                "INSERT INTO signoffs (run_id, approver, role, decision, evidence_digest, comment, authenticated_via,"
                f" created_at) VALUES ('{run}', 'mallory', 'risk_officer', 'approve', '{digest}', '', 'cli', now())",
                "DELETE FROM check_results WHERE id = (SELECT max(id) FROM check_results)")
@@ -211,7 +199,7 @@ def _forge(engine: Any, n: int) -> None:
                     f"VALUES ('{ts.isoformat()}', 'mallory', 'signoff_approve', 'run', 'x', '{json.dumps(body)}', "
                     f"'{prev}', '{h}')")
         prev = h
-    _superuser(engine, *rows)
+    superuser(engine, *rows)
 
 
 def test_forged_chained_rows_are_found_with_the_key(engine: Any, spec_path: Path, verdicts: dict[str, str],
@@ -231,7 +219,7 @@ def test_forged_chained_rows_are_found_with_the_key(engine: Any, spec_path: Path
 
 def test_deleting_the_last_rows_is_found_by_the_checkpoint(engine: Any, certified: dict[str, Any]) -> None:
     last = _one(engine, "SELECT max(id) FROM audit_events")
-    _superuser(engine, f"DELETE FROM audit_events WHERE id > {last - 3}")
+    superuser(engine, f"DELETE FROM audit_events WHERE id > {last - 3}")
     res = _verify(engine)
     assert not res.ok
     assert any(f"audit row {last}, the chain head then, is missing" in p for p in res.problems), res.problems
@@ -314,7 +302,7 @@ def test_cli_verify_checkpoint_and_named_row(engine: Any, certified: dict[str, A
     out = capsys.readouterr().out
     assert "audit log intact" in out and "sha256 (no key)" in out and "checkpoint written" in out
     assert [json.loads(x)["reason"] for x in _anchors.read_text().splitlines()] == ["certificate", "verify"]
-    _superuser(engine, "UPDATE certificates SET status = 'revoked'")
+    superuser(engine, "UPDATE certificates SET status = 'revoked'")
     assert main(["audit", "verify", "--checkpoint", "--database-url", url]) != 0
     out = capsys.readouterr().out
     assert "TAMPERED" in out and f"certificates id {certified['certificate_id']}" in out

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from modelcert import lifecycle, pipeline, recertify
@@ -20,8 +20,7 @@ from modelcert.db.session import reader, transaction
 from modelcert.errors import LifecycleError, ModelcertError, SignoffError
 from modelcert.governance import Identity, record_decision
 from modelcert.stages import STAGE_NAMES
-from tests.conftest import write_synthetic
-from tests.lifecycle import ROLES, FakeStage, run_all
+from tests.lifecycle import ROLES, FakeStage, run_all, superuser, tiny_audit_data, write_tiny_audit_spec
 
 pytestmark = pytest.mark.store
 DAG = "recertify_models"
@@ -37,12 +36,8 @@ def stages(verdicts: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[st
 @pytest.fixture
 def recert_spec(tmp_path: Path) -> Path:
     """A tiny predictions-only spec with a recertification section (current data ``prod_{ds}.csv``)."""
-    df = pd.DataFrame({"x": range(40), "sex": ["m", "f"] * 20, "y": [0, 1, 1, 0] * 10, "pred": [1, 0] * 20})
-    path, full = write_synthetic(tmp_path, {"test": df}, {
-        "predictions": {"column": "pred", "positive": [1]},
-        "data": {"label": "y", "protected_attributes": {"sex": {"privileged": ["m"]}}, "extra_columns": ["x"]},
-        "signoff": {"required": {"model_validator": 1, "risk_officer": 1}, "timeout": "1h"},
-    })
+    path, full = write_tiny_audit_spec(tmp_path)
+    df = tiny_audit_data()
     full["recertification"] = {"current_data": "prod_{ds}.csv", "labels_available": True}
     path.write_text(yaml.safe_dump(full, sort_keys=False))
     for ds in ("2026-11-30", "2026-12-01"):
@@ -69,18 +64,6 @@ def events(engine: Any, entity_id: str) -> list[str]:
 def status(engine: Any, model: Any, key: Any) -> str:
     with reader(engine) as s:
         return s.get(model, key).status
-
-
-def superuser(engine: Any, *statements: str) -> None:
-    """Edit rows as a database superuser would: triggers off for this session (see test_audit)."""
-    su = create_engine(engine.url, isolation_level="AUTOCOMMIT")
-    try:
-        with su.connect() as conn:
-            conn.execute(text("SET session_replication_role = replica"))
-            for st in statements:
-                conn.execute(text(st))
-    finally:
-        su.dispose()
 
 
 def test_certify_then_recertify_through_one_lifecycle(engine: Any, recert_spec: Path, stages: dict[str, str]) -> None:
