@@ -59,6 +59,7 @@ def build_workload(out: Path, sample_size: int) -> Path:
                        "protected_feature_justification": {"sex": "benchmark", "race": "benchmark",
                                                            "age": "benchmark"}},
         "data": {"train": "train.csv", "test": "test.csv", "current": "test.csv", "label": "income_gt_50k",
+                 "extra_columns": ["fnlwgt", "education", "native_country"],  # in the file, unused by the model
                  "protected_attributes": {"sex": {"privileged": ["Male"]}, "race": {"privileged": ["White"]},
                                           "age": {"privileged": {"min": 25}}}},
         "checks": {"robustness": {"attacks": ["hop_skip_jump"], "eps": [0.05, 0.1], "sample_size": sample_size},
