@@ -324,13 +324,7 @@ def test_the_trigger_rides_out_a_database_restart(private_pg: Any, private_db: t
         await asyncio.to_thread(_restart, private_pg, 3.0)
         assert not waiting.done(), "the trigger gave up during a 3 s outage"
         await _until(lambda: _listen_pids(engine) - first, 15)
-        start = time.monotonic()
-        for name, role in (("bob", "model_validator"), ("dave", "risk_officer")):
-            await asyncio.to_thread(record_decision, engine, run_id, Identity(name, "t"), role=role,
-                                    decision="approve", roles=ROLES, evidence_digest=digest_shown(engine, run_id))
-        events, _ = await asyncio.wait_for(waiting, timeout=10)
-        assert [e.payload["state"] for e in events] == ["approved"]
-        return time.monotonic() - start
+        return await _approve_and_time_the_wake_up(engine, run_id, waiting)
 
     assert asyncio.run(main()) < 3.0
 
@@ -359,13 +353,7 @@ def test_a_silently_dead_listen_connection_is_found_by_the_liveness_check(
         frozen.extend(first)
         os.kill(frozen[0], signal.SIGSTOP)
         await _until(lambda: _listen_pids(engine) - first, 15)
-        start = time.monotonic()
-        for name, role in (("bob", "model_validator"), ("dave", "risk_officer")):
-            await asyncio.to_thread(record_decision, engine, run_id, Identity(name, "t"), role=role,
-                                    decision="approve", roles=ROLES, evidence_digest=digest_shown(engine, run_id))
-        events, _ = await asyncio.wait_for(waiting, timeout=10)
-        assert [e.payload["state"] for e in events] == ["approved"]
-        return time.monotonic() - start
+        return await _approve_and_time_the_wake_up(engine, run_id, waiting)
 
     def thaw() -> None:
         for pid in frozen:
@@ -414,3 +402,14 @@ def test_an_outage_longer_than_the_window_ends_with_the_real_cause(tmp_path: Pat
     assert not isinstance(info.value, AirflowFailException)
     with pytest.raises(AirflowFailException):
         SignoffSensor(task_id="s", run_id="r1").execute_complete({}, {**payload, "retryable": False})
+
+
+async def _approve_and_time_the_wake_up(engine: Any, run_id: str, waiting: Any) -> float:
+    """Both approvals, then the seconds until the waiting trigger fires ``approved`` (exactly one event)."""
+    start = time.monotonic()
+    for name, role in (("bob", "model_validator"), ("dave", "risk_officer")):
+        await asyncio.to_thread(record_decision, engine, run_id, Identity(name, "t"), role=role,
+                                decision="approve", roles=ROLES, evidence_digest=digest_shown(engine, run_id))
+    events, _ = await asyncio.wait_for(waiting, timeout=10)
+    assert [e.payload["state"] for e in events] == ["approved"]
+    return time.monotonic() - start
