@@ -416,6 +416,19 @@ class CertificateSection(_Strict):
     valid_for: Duration = timedelta(days=90)
 
 
+class Statistics(_Strict):
+    """How interval-aware verdicts are computed (fairness, model comparisons). The risk policy's tier sets the bar
+    (``statistics:`` in the policy); a spec may only tighten it: a lower ``alpha``, more resamples, ``holm``
+    (family-wise error) where the policy allows ``bh`` (false-discovery rate). ``None`` = the policy's value."""
+
+    #: Error rate per run across all judged comparisons of a stage (0.05 = 95% intervals).
+    alpha: float | None = Field(default=None, gt=0, le=0.2)
+    #: Multiple-comparison control across a stage's comparisons: Holm (family-wise) or Benjamini-Hochberg (FDR).
+    multiple_testing: Literal["holm", "bh"] | None = None
+    bootstrap_resamples: int | None = Field(default=None, ge=200, le=100_000)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
 class CertificationSpec(_Strict):
     spec_version: Literal[1] = 1
     model: ModelSection
@@ -426,6 +439,7 @@ class CertificationSpec(_Strict):
     checks: Checks = Checks()
     signoff: Signoff = Signoff()
     certificate: CertificateSection = CertificateSection()
+    statistics: Statistics = Statistics()
     #: Optional: how the schedule recertifies the certified model on production data.
     recertification: RecertificationSection | None = None
 

@@ -4,9 +4,14 @@ aliases. The threshold that judged a value is stored next to it, so a result exp
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
+
+
+#: A judged check's verdict. ``inconclusive``: the value's 95% interval straddles the bound, so the data cannot
+#: tell whether the model meets it (README "Confidence-aware verdicts"); what it does is the risk policy's call.
+Verdict = Literal["pass", "fail", "inconclusive"]
 
 
 class Threshold(BaseModel):
@@ -45,6 +50,28 @@ class Threshold(BaseModel):
         if self.abs_max is not None and abs(value) > self.abs_max:
             return False
         return self.between is None or bool(self.between[0] <= value <= self.between[1])
+
+    def interval_verdict(self, lo: float | None, hi: float | None) -> Verdict:
+        """Three-way verdict of a 95% interval [lo, hi] against this bound: ``pass`` when every value of the
+        interval satisfies it, ``fail`` when none does, ``inconclusive`` when it straddles it. A missing
+        interval (undefined metric) fails, as a missing value does in :meth:`check`."""
+        if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+            return "fail"
+        lo, hi = min(lo, hi), max(lo, hi)
+        allowed_lo, allowed_hi = -math.inf, math.inf
+        if self.min is not None:
+            allowed_lo = max(allowed_lo, self.min)
+        if self.max is not None:
+            allowed_hi = min(allowed_hi, self.max)
+        if self.abs_max is not None:
+            allowed_lo, allowed_hi = max(allowed_lo, -self.abs_max), min(allowed_hi, self.abs_max)
+        if self.between is not None:
+            allowed_lo, allowed_hi = max(allowed_lo, self.between[0]), min(allowed_hi, self.between[1])
+        if allowed_lo <= lo and hi <= allowed_hi:
+            return "pass"
+        if hi < allowed_lo or lo > allowed_hi:
+            return "fail"
+        return "inconclusive"
 
     def describe(self) -> dict[str, Any]:
         """The bound as stored beside the value it judged."""

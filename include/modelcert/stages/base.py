@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from modelcert.context import EvalContext
-from modelcert.thresholds import Threshold
+from modelcert.thresholds import Threshold, Verdict
 
 StageStatus = Literal["passed", "failed", "error", "not_applicable"]
 
@@ -30,6 +30,36 @@ class Check:
     required: bool = True
     message: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    #: pass / fail / inconclusive for a judged check, None for an informational one. ``passed`` mirrors it
+    #: (True / False / None): an inconclusive required check has ``passed`` None and ``verdict`` "inconclusive".
+    verdict: Verdict | None = None
+
+    def __post_init__(self) -> None:
+        if self.verdict is None and self.passed is not None:
+            object.__setattr__(self, "verdict", "pass" if self.passed else "fail")
+        expected = {None: None, "pass": True, "fail": False, "inconclusive": None}[self.verdict]
+        if self.passed is not expected:
+            raise ValueError(f"check {self.name}: passed={self.passed!r} contradicts verdict {self.verdict!r}")
+
+    @classmethod
+    def interval_judged(cls, name: str, value: float | None, ci: tuple[float, float] | list[float] | None,
+                        threshold: Threshold, *, verdict: Verdict | None = None, subject: str = "",
+                        message: str = "", detail: dict[str, Any] | None = None) -> Check:
+        """A check judged on its 95% interval (:meth:`Threshold.interval_verdict`), or on ``verdict`` when the
+        caller already adjusted it for multiple comparisons. The interval is stored in ``detail['ci95']``."""
+        v = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+        lo, hi = (None, None) if ci is None else (float(ci[0]), float(ci[1]))
+        if verdict is None:
+            verdict = threshold.interval_verdict(lo, hi) if v is not None else "fail"
+        passed = {"pass": True, "fail": False, "inconclusive": None}[verdict]
+        return cls(name=name, value=v, threshold=threshold.describe(), passed=passed, subject=subject,
+                   required=threshold.required, verdict=verdict,
+                   message=message or f"{name} {_fmt(v)} (needs {threshold.text()}; {verdict})",
+                   detail={**(detail or {}), "ci95": None if ci is None else [lo, hi]})
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.verdict == "inconclusive"
 
     @classmethod
     def judged(cls, name: str, value: float | None, threshold: Threshold, *, subject: str = "", message: str = "",
@@ -90,7 +120,7 @@ class StageOutcome:
     @property
     def unevaluated(self) -> list[RequiredCheck]:
         """Required checks without any judged :class:`Check` of that name."""
-        judged = {c.name for c in self.checks if c.passed is not None}
+        judged = {c.name for c in self.checks if c.verdict is not None}
         return [r for r in self.requires if r.name not in judged]
 
 
