@@ -349,3 +349,46 @@ def test_policy_refuses_accept_risk_without_a_role(tmp_path: Path) -> None:
                                                           "inconclusive: {action: accept_risk}")
     with pytest.raises(policy.PolicyError, match=r"^policy\.tiers\.high\.inconclusive: .*inconclusive\.by: required"):
         policy.parse_policy(text.encode(), source="p.yaml")
+
+
+# --------------------------------------------------------------------------------------------- the CLI
+def test_cli_findings_and_accept_risk(engine: Any, db_url: str, tmp_path: Path, plan: dict[str, Fake],
+                                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from modelcert.cli import main
+
+    monkeypatch.delenv("MODELCERT_API_URL", raising=False)
+    plan["fairness"].verdict, plan["fairness"].check = "inconclusive", "disparate_impact"
+    plan["drift"].verdict = "warning"
+    run_id = run(engine, spec(tmp_path), "cli/1")["run_id"]
+    db = ["--database-url", db_url]
+    assert main(["findings", run_id[:8], "--json", *db]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(f["key"], f["severity"], f["blocking"]) for f in listed] == [
+        ("fairness.disparate_impact[all]", "high", True), ("drift.score[all]", "low", False)]
+    assert main(["report", run_id, *db]) == 0
+    text = capsys.readouterr().out
+    assert "INCONCLUSIVE" in text and "findings (2)" in text and "blocks sign-off until a risk_officer accepts" in text
+
+    digest = digest_shown(engine, run_id)
+    base = ["accept-risk", run_id, "--role", "risk_officer", "--reason", "monitored", *db]
+    refusals = [
+        ([*base, "--evidence-digest", digest, "--user", "dave"], "--finding ID (repeatable) or --all"),
+        ([*base, "--evidence-digest", digest, "--all"], "--user is required"),
+        ([*base, "--evidence-digest", "0" * 64, "--all", "--user", "dave"], "refused (evidence_mismatch)"),
+        ([*base, "--evidence-digest", digest, "--all", "--user", "alice"], "refused (four_eyes)"),
+        ([*base, "--evidence-digest", digest, "--finding", "99999", "--user", "dave"], "refused (not_found)"),
+    ]
+    for argv, text in refusals:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert text in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert main([*base, "--evidence-digest", digest, "--all", "--user", "dave", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # --all: every open finding a risk officer accepts, the warning too (one audit event each).
+    assert [f["key"] for f in out["accepted"]] == ["fairness.disparate_impact[all]", "drift.score[all]"]
+    assert out["still_blocking"] == []
+    evs = events(engine, findings.ACCEPTED)
+    assert [e.actor for e in evs] == ["dave", "dave"]
+    assert all(e.payload["authenticated_via"].startswith("cli:os-user=") for e in evs)
