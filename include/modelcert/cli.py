@@ -576,6 +576,12 @@ def cmd_policy(args: argparse.Namespace) -> int:
         con.print(escape(f"  {name}: stages {', '.join(t['mandatory_stages']) or '-'}; quorum {t['signoff']}; "
                          f"validity <= {t['max_validity_days']:g}d; recertify every {t['recertify_every_days']:g}d; "
                          f"attacks >= {t['min_attacks_executed']}"))
+        st, inc, fi = t["statistics"], t["inconclusive"], t["findings"]
+        con.print(escape(f"      statistics: alpha {st['alpha']:g}, {st['multiple_testing']}, >= "
+                         f"{st['min_bootstrap_resamples']} resamples; inconclusive: {inc['action']}"
+                         + (f" by {inc['by']}" if inc.get("by") else "")
+                         + f"; findings accepted by {fi['accept_by']}, blocking sign-off: "
+                         + (", ".join(fi["block_signoff_on"]) or "none")))
         for check, bound in t["floors"].items():
             mark = " (mandatory)" if check in t["mandatory_checks"] else ""
             con.print(escape(f"      {check} {bound}{mark}"))

@@ -151,7 +151,8 @@ class Rules:
         return risk or severity in self.block_on
 
     def role(self, verdict: str, required: bool) -> str:
-        if verdict == "inconclusive" and required and self.inconclusive_action == "accept_risk" and self.inconclusive_by:
+        risk = verdict == "inconclusive" and required and self.inconclusive_action == "accept_risk"
+        if risk and self.inconclusive_by:
             return self.inconclusive_by
         return self.accept_by
 

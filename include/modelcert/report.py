@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from modelcert import findings
 from modelcert.db.models import (
     AuditEvent,
     Certificate,
@@ -20,7 +21,6 @@ from modelcert.db.models import (
     Signoff,
     StageResult,
 )
-from modelcert import findings
 from modelcert.db.session import reader
 from modelcert.pipeline import load_run
 from modelcert.stages import STAGE_NAMES

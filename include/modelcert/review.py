@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, select
 
-from modelcert.db.models import Certificate, CertificationRun, CheckResult, ModelVersion, StageResult
 from modelcert import findings
+from modelcert.db.models import Certificate, CertificationRun, CheckResult, ModelVersion, StageResult
 from modelcert.db.session import reader
 from modelcert.pipeline import load_run
 from modelcert.refs import shorten

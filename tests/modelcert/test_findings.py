@@ -287,9 +287,8 @@ def test_findings_carry_over_to_the_next_version_and_close_when_the_check_passes
     v1 = run(engine, spec(tmp_path, "1"), "carry/1")["run_id"]
     old = {f.key: f for f in rows(engine, v1)}
     assert set(old) == {"performance.score[all]", "drift.score[all]", "data_quality.only_in_v1[all]"}
-    with reader(engine) as s:
-        edit_remediation(engine, v1, old["performance.score[all]"].id, Identity("bob", "t"),
-                         text_="retrain with the 2026 applications", roles=ROLES)
+    edit_remediation(engine, v1, old["performance.score[all]"].id, Identity("bob", "t"),
+                     text_="retrain with the 2026 applications", roles=ROLES)
     with pytest.raises(SignoffError, match="only a validator") as exc:
         edit_remediation(engine, v1, old["drift.score[all]"].id, Identity("erin", "t"), text_="x",
                          roles={"legal": {"erin"}})
