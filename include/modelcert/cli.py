@@ -425,6 +425,19 @@ def cmd_accept_risk(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_remediate(args: argparse.Namespace) -> int:
+    """A validator writes what must change before a finding can be closed (audited; direct database path)."""
+    from modelcert.governance import edit_remediation
+
+    if not args.text.strip():
+        raise SignoffError("--text: required — what must change before this finding can be closed", code="invalid")
+    engine = _engine(args)
+    out = edit_remediation(engine, _run_id(args, engine), args.finding, _cli_identity(args.user), text_=args.text)
+    _print_json(out) if args.json else _console().print(
+        escape(f"finding #{out['id']} {out['key']}: remediation recorded by {args.user}"))
+    return 0
+
+
 def _cli_identity(approver: str) -> Any:
     from modelcert.governance import Identity
 
@@ -717,6 +730,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "recorded on the direct database path")
     sp.add_argument("--password", help="Airflow password (default $MODELCERT_PASSWORD; prompted on a terminal)")
     sp.add_argument("--api-url", help="Airflow base URL (default $MODELCERT_API_URL)")
+    sp = add("remediate", cmd_remediate, "write a finding's remediation (a model validator; audited)")
+    sp.add_argument("run", help=run_help)
+    sp.add_argument("--finding", type=int, required=True, metavar="ID")
+    sp.add_argument("--text", required=True, help="what must change before the finding can be closed")
+    sp.add_argument("--user", required=True, help="who writes it (must hold model_validator or the accepting role)")
     sp = add("promote", cmd_promote, "issue the certificate of an approved in-process run")
     sp.add_argument("run", help=run_help)
     add("certificates", cmd_certificates, "list certificates and their status")

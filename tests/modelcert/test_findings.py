@@ -391,3 +391,11 @@ def test_cli_findings_and_accept_risk(engine: Any, db_url: str, tmp_path: Path, 
     evs = events(engine, findings.ACCEPTED)
     assert [e.actor for e in evs] == ["dave", "dave"]
     assert all(e.payload["authenticated_via"].startswith("cli:os-user=") for e in evs)
+    fid = str(out["accepted"][1]["id"])
+    assert main(["remediate", run_id, "--finding", fid, "--text", "collect 2027 data", "--user", "carol", *db]) == 2
+    assert "refused (forbidden)" in capsys.readouterr().err
+    assert main(["remediate", run_id, "--finding", fid, "--text", "collect 2027 data", "--user", "bob", *db]) == 0
+    capsys.readouterr()
+    assert [f.remediation for f in rows(engine) if str(f.id) == fid] == ["collect 2027 data"]
+    [ev] = events(engine, findings.REMEDIATION)
+    assert ev.actor == "bob" and ev.payload["remediation"] == "collect 2027 data"
