@@ -93,6 +93,22 @@ class ApiClient:
         body["comment" if decision == "approve" else "reason"] = text
         return dict(self._call("POST", f"/runs/{run_id}/{decision}", json=body))
 
+    def findings(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/runs/{run_id}/findings"))
+
+    def accept_findings(self, run_id: str, *, role: str, reason: str, evidence_digest: str,
+                        finding_ids: list[int] | None) -> dict[str, Any]:
+        """Accept findings (``finding_ids``, or None: every open one ``role`` accepts) for the digest reviewed."""
+        if not evidence_digest or not evidence_digest.strip():
+            raise SignoffError("evidence_digest: required — the evidence digest you reviewed (`modelcert report RUN` "
+                               "shows it)", code="invalid")
+        body: dict[str, Any] = {"role": role, "reason": reason, "evidence_digest": evidence_digest.strip()}
+        if finding_ids is None:
+            body["all"] = True
+        else:
+            body["finding_ids"] = finding_ids
+        return dict(self._call("POST", f"/runs/{run_id}/findings/accept", json=body))
+
 
 def _detail(r: httpx.Response) -> str:
     try:

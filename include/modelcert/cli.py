@@ -321,17 +321,120 @@ def cmd_report(args: argparse.Namespace) -> int:
         for c in st["checks"]:
             mark = {True: "[green]pass[/green]", False: "[red]FAIL[/red]" if c["required"] else "[yellow]warn[/yellow]",
                     None: "info"}[c["passed"]]
+            if c.get("verdict") == "inconclusive":
+                mark = "[yellow]INCONCLUSIVE[/yellow]" if c["required"] else "[yellow]inconclusive (warn)[/yellow]"
             value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
             subject = f"[{c['subject']}]" if c["subject"] else ""
             thr = (json.dumps({k: v for k, v in (c["threshold"] or {}).items() if k != "required"})
                    if c["threshold"] else "")
             con.print(f"  {mark:<6} " + escape(f"{c['name']}{subject} = {value} {thr}"))
+    _print_findings(con, rep.get("findings") or [])
     con.print("\n[bold]sign-offs[/bold]")
     for x in rep["signoffs"] or [{"approver": "none yet", "role": "", "decision": "", "comment": ""}]:
         con.print(escape(f"  {x['approver']} {x['role']} {x['decision']} {x['comment']}"))
     if rep["certificate"]:
         c = rep["certificate"]
         con.print(f"\n[bold]certificate[/bold] {c['certificate_id']} {c['status']} valid until {c['valid_until']}")
+    return 0
+
+
+def _print_findings(con: Any, rows: list[dict[str, Any]]) -> None:
+    """The findings register of a run, most severe first (``modelcert report`` and ``modelcert findings``)."""
+    con.print(f"\n[bold]findings[/bold] ({len(rows)})" if rows else "\n[bold]findings[/bold]: none")
+    colour = {"high": "red", "medium": "yellow", "low": "white"}
+    for f in rows:
+        sev = f["severity"]
+        state = f["status"] + (f" by {f['accepted_by']} ({f['accepted_role']})" if f["status"] == "accepted" else "")
+        block = "  [red]blocks sign-off until a " + escape(f["accept_role"]) + " accepts it[/red]" if (
+            f["blocking"] and f["status"] == "open") else ""
+        con.print(f"  [{colour[sev]}]{sev:<6}[/{colour[sev]}] #{f['id']} " + escape(f"{f['key']} {f['verdict']} — "
+                                                                                      f"{state}") + block)
+        con.print(escape(f"         {f['meaning']}"))
+        if f.get("reason"):
+            con.print(escape(f"         reason: {f['reason']}"))
+        if f.get("remediation"):
+            con.print(escape(f"         remediation: {f['remediation']}"))
+        if f.get("carried_from"):
+            con.print(f"         carried over from finding #{f['carried_from']}")
+
+
+def cmd_findings(args: argparse.Namespace) -> int:
+    """The findings register of one run: every failed, inconclusive or waived check, most severe first."""
+    from modelcert import api_client, findings
+
+    api_url = getattr(args, "api_url", None) or os.environ.get(api_client.API_URL_ENV)
+    if api_url and getattr(args, "user", None):
+        client = _api_client(args, api_url)
+        rows = client.findings(client.resolve_run(args.run))
+    else:
+        engine = _engine(args)
+        rows = findings.list_findings(engine, _run_id(args, engine))
+    if args.json:
+        _print_json(rows)
+        return 0
+    _print_findings(_console(), rows)
+    return 0
+
+
+def _api_client(args: argparse.Namespace, api_url: str) -> Any:
+    from modelcert import api_client
+
+    user = args.user or os.environ.get(api_client.USER_ENV)
+    password = getattr(args, "password", None) or os.environ.get(api_client.PASSWORD_ENV)
+    token = None if args.user else os.environ.get(api_client.TOKEN_ENV)
+    if user and not password and not token and sys.stdin.isatty():
+        password = getpass.getpass(f"Airflow password for {user}: ")
+    return api_client.connect(api_url, token=token, user=user, password=password)
+
+
+def cmd_accept_risk(args: argparse.Namespace) -> int:
+    """Accept open findings of a run awaiting sign-off, as ``--role``, with a reason, for the digest reviewed.
+
+    Like ``approve``: through Airflow as the authenticated ``--user`` when MODELCERT_API_URL is set; else directly
+    on the results database as ``--user`` (trusting whoever holds its credentials). The digest is never filled in."""
+    from modelcert import api_client
+
+    if bool(args.finding) == bool(args.all):
+        raise SignoffError("--finding ID (repeatable) or --all: say which findings you accept", code="invalid")
+    if not args.evidence_digest:
+        raise SignoffError("--evidence-digest: required — the digest you reviewed (`modelcert report RUN` shows "
+                           "it); nothing was accepted", code="invalid")
+    ids = None if args.all else list(args.finding)
+    api_url = args.api_url or os.environ.get(api_client.API_URL_ENV)
+    if api_url:
+        client = _api_client(args, api_url)
+        out = client.accept_findings(client.resolve_run(args.run), role=args.role, reason=args.reason,
+                                     evidence_digest=args.evidence_digest, finding_ids=ids)
+    else:
+        from modelcert.governance import accept_findings
+
+        if not args.user:
+            raise SignoffError(f"--user is required without {api_client.API_URL_ENV} (direct database path): who "
+                               "accepts", code="invalid")
+        engine = _engine(args)
+        out = accept_findings(engine, _run_id(args, engine), _cli_identity(args.user), role=args.role,
+                              reason=args.reason, evidence_digest=args.evidence_digest, finding_ids=ids)
+    if args.json:
+        _print_json(out)
+        return 0
+    con = _console()
+    for f in out["accepted"]:
+        con.print(escape(f"accepted finding #{f['id']} {f['key']} ({f['severity']}, {f['verdict']}) as "
+                         f"{out['by']} ({out['role']})"))
+    con.print(f"still blocking sign-off: {out['still_blocking'] or 'nothing'}")
+    return 0
+
+
+def cmd_remediate(args: argparse.Namespace) -> int:
+    """A validator writes what must change before a finding can be closed (audited; direct database path)."""
+    from modelcert.governance import edit_remediation
+
+    if not args.text.strip():
+        raise SignoffError("--text: required — what must change before this finding can be closed", code="invalid")
+    engine = _engine(args)
+    out = edit_remediation(engine, _run_id(args, engine), args.finding, _cli_identity(args.user), text_=args.text)
+    _print_json(out) if args.json else _console().print(
+        escape(f"finding #{out['id']} {out['key']}: remediation recorded by {args.user}"))
     return 0
 
 
@@ -486,6 +589,12 @@ def cmd_policy(args: argparse.Namespace) -> int:
         con.print(escape(f"  {name}: stages {', '.join(t['mandatory_stages']) or '-'}; quorum {t['signoff']}; "
                          f"validity <= {t['max_validity_days']:g}d; recertify every {t['recertify_every_days']:g}d; "
                          f"attacks >= {t['min_attacks_executed']}"))
+        st, inc, fi = t["statistics"], t["inconclusive"], t["findings"]
+        con.print(escape(f"      statistics: alpha {st['alpha']:g}, {st['multiple_testing']}, >= "
+                         f"{st['min_bootstrap_resamples']} resamples; inconclusive: {inc['action']}"
+                         + (f" by {inc['by']}" if inc.get("by") else "")
+                         + f"; findings accepted by {fi['accept_by']}, blocking sign-off: "
+                         + (", ".join(fi["block_signoff_on"]) or "none")))
         for check, bound in t["floors"].items():
             mark = " (mandatory)" if check in t["mandatory_checks"] else ""
             con.print(escape(f"      {check} {bound}{mark}"))
@@ -604,6 +713,28 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--comment", default="")
         else:
             sp.add_argument("--reason", required=True)
+    sp = add("findings", cmd_findings, "a run's findings register: failed, inconclusive and waived checks")
+    sp.add_argument("run", help=run_help)
+    sp.add_argument("--api-url", help=argparse.SUPPRESS)
+    sp.add_argument("--user", help="read through Airflow as this user (with MODELCERT_API_URL)")
+    sp.add_argument("--password", help=argparse.SUPPRESS)
+    sp = add("accept-risk", cmd_accept_risk,
+             "accept open findings of a run awaiting sign-off (the role the risk policy names), with a reason")
+    sp.add_argument("run", help=run_help)
+    sp.add_argument("--finding", type=int, action="append", metavar="ID", help="finding id (repeatable)")
+    sp.add_argument("--all", action="store_true", help="every open finding your --role accepts")
+    sp.add_argument("--reason", required=True, help="why the risk is acceptable (recorded and audited)")
+    sp.add_argument("--evidence-digest", required=True, help="the digest you reviewed (`modelcert report RUN`)")
+    sp.add_argument("--role", required=True, help="the role you accept as (the policy names it per finding)")
+    sp.add_argument("--user", help="who accepts: the Airflow user to log in as (MODELCERT_API_URL), else the name "
+                                   "recorded on the direct database path")
+    sp.add_argument("--password", help="Airflow password (default $MODELCERT_PASSWORD; prompted on a terminal)")
+    sp.add_argument("--api-url", help="Airflow base URL (default $MODELCERT_API_URL)")
+    sp = add("remediate", cmd_remediate, "write a finding's remediation (a model validator; audited)")
+    sp.add_argument("run", help=run_help)
+    sp.add_argument("--finding", type=int, required=True, metavar="ID")
+    sp.add_argument("--text", required=True, help="what must change before the finding can be closed")
+    sp.add_argument("--user", required=True, help="who writes it (must hold model_validator or the accepting role)")
     sp = add("promote", cmd_promote, "issue the certificate of an approved in-process run")
     sp.add_argument("run", help=run_help)
     add("certificates", cmd_certificates, "list certificates and their status")

@@ -195,14 +195,25 @@ def record_error(s: Session, run: CertificationRun, previous: str | None, reason
     return True
 
 
-def verdict(kind: RunKind, errors: list[str], failures: list[str]) -> tuple[str, list[str]]:
+def verdict(kind: RunKind, errors: list[str], failures: list[str], inconclusive: list[str] | None = None,
+            action: str = "reject") -> tuple[str, list[str]]:
     """What the gate's findings mean for a run of ``kind``: any stage error → ``error``; any failed required check
-    → ``rejected`` (certification) / ``failed`` (recertification); else ``awaiting_signoff`` / ``passed``."""
+    → ``rejected`` (certification) / ``failed`` (recertification); else ``awaiting_signoff`` / ``passed``.
+
+    ``inconclusive`` (one line per required check whose interval straddles its bound) does what the tier's
+    ``inconclusive.action`` says for a certification: ``reject`` → ``rejected``; ``accept_risk`` or ``warn`` →
+    ``awaiting_signoff`` with the lines as reasons (the findings register holds what must be accepted). A
+    recertification never fails on it: ``passed``, the lines kept as reasons (the certificate needs attention)."""
+    pending = list(inconclusive or [])
     if errors:
         return "error", errors + failures
+    if kind != CERTIFICATION:
+        return ("failed", failures) if failures else ("passed", pending)
     if failures:
-        return ("rejected" if kind == CERTIFICATION else "failed"), failures
-    return ("awaiting_signoff" if kind == CERTIFICATION else "passed"), []
+        return "rejected", failures + (pending if action == "reject" else [])
+    if pending and action == "reject":
+        return "rejected", pending
+    return "awaiting_signoff", pending
 
 
 def decide(s: Session, run: CertificationRun, status: str, reasons: list[str], *,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from modelcert import audit, lifecycle
+from modelcert import audit, findings, lifecycle
 from modelcert.context import EvalContext
 from modelcert.db.models import (
     Certificate,
@@ -271,7 +271,8 @@ def save_stage(engine: Engine, run_id: str, result: StageOutcome, *, started: da
         s.flush()
         s.add_all(
             CheckResult(stage_result_id=sr.id, position=i, name=c.name, subject=c.subject, value=c.value,
-                        threshold=c.threshold, passed=c.passed, required=c.required, message=c.message,
+                        threshold=c.threshold, passed=c.passed, verdict=c.verdict, required=c.required,
+                        message=c.message,
                         detail=audit.canonical(c.detail))
             for i, c in enumerate(result.checks)
         )
@@ -304,6 +305,44 @@ def gate(s: Session, run_id: str, stages: Iterable[str]) -> tuple[dict[str, Stag
     from modelcert.policy_store import gate_failures  # the risk policy's minimum robustness evidence
 
     return results, errors, failures + gate_failures(s, run_id, results)
+
+
+def inconclusive_checks(s: Session, run_id: str) -> list[str]:
+    """Every *required* check of the run whose verdict is inconclusive (its interval straddles the bound), each as
+    a readable line; what it does is the risk policy's ``inconclusive.action`` for the run's tier."""
+    rows = s.execute(
+        select(CheckResult, StageResult.stage)
+        .join(StageResult, CheckResult.stage_result_id == StageResult.id)
+        .where(StageResult.run_id == run_id, CheckResult.required.is_(True), CheckResult.verdict == "inconclusive")
+        .order_by(StageResult.stage, CheckResult.position)
+    ).all()
+    return [f"{stage}: {c.name}{f'[{c.subject}]' if c.subject else ''}: {c.message} — inconclusive: its 95% "
+            "interval straddles the bound" for c, stage in rows]
+
+
+def tier_policy(s: Session, run: CertificationRun) -> Any:
+    """The risk policy tier the run was judged under (``run.evidence.policy``), or None for a run without a spec
+    or with a tier the policy does not have."""
+    from modelcert.policy_store import policy_for_run
+
+    tier = ((run.spec or {}).get("use_case") or {}).get("risk_tier")
+    if not tier:
+        return None
+    return policy_for_run(s, run.evidence).tiers.get(tier)
+
+
+def inconclusive_reasons(pending: list[str], tier: Any) -> tuple[list[str], str]:
+    """The gate's lines for inconclusive required checks under the tier's action, and the action."""
+    action = tier.inconclusive.action if tier is not None else "reject"
+    if not pending:
+        return [], action
+    if action == "reject":
+        return [f"{p}; the risk policy rejects inconclusive checks for this tier (more data may settle it)"
+                for p in pending], action
+    if action == "accept_risk":
+        return [f"{p}; needs an explicit risk acceptance by a {tier.inconclusive.by} before a certificate is issued"
+                for p in pending], action
+    return [f"{p}; warning for the approvers (the risk policy lets it pass to sign-off)" for p in pending], action
 
 
 def decide(engine: Engine, run_id: str) -> dict[str, Any]:
@@ -357,14 +396,19 @@ def _decide(engine: Engine, run_id: str) -> dict[str, Any]:
         if is_final(run):
             return {"run_id": run_id, "status": run.status, "reasons": run.reasons}
         _, errors, failures = gate(s, run_id, STAGE_NAMES)
-        status, reasons = lifecycle.verdict(CERTIFICATION, errors, failures)
+        tier = tier_policy(s, run)
+        pending, action = inconclusive_reasons(inconclusive_checks(s, run_id), tier)
+        status, reasons = lifecycle.verdict(CERTIFICATION, errors, failures, pending, action)
         older = lifecycle.waiting_runs_to_supersede(s, run) if status == "awaiting_signoff" else []
         lifecycle.decide(s, run, status, reasons, baseline=(run.status, list(run.reasons or [])))
         for other in older:
             lifecycle.supersede_run(s, other, run)
+        recorded = findings.record(s, run, tier) if status in ("rejected", "awaiting_signoff") else {}
         return {"run_id": run_id, "status": run.status, "reasons": run.reasons,
                 "required_approvals": parse_spec(run.spec).required_approvals,
-                "superseded": [other.id for other in older]}
+                "superseded": [other.id for other in older],
+                "findings": {k: v for k, v in recorded.items() if v},
+                "findings_to_accept": [f.id for f in findings.open_blocking(s, run_id)]}
 
 
 # ------------------------------------------------------------------------------------------- sign-off
@@ -377,6 +421,9 @@ class SignoffState:
     approvers: list[dict[str, str]]
     deadline: datetime | None
     detail: str = ""
+    #: Ids of open findings that block sign-off until accepted (``modelcert.findings``): while any is open the
+    #: run waits, whatever the approvals.
+    findings_open: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -405,12 +452,17 @@ def signoff_state(engine: Engine, run_id: str, *, now: datetime | None = None) -
         spec = parse_spec(run.spec)
         deadline = (run.awaiting_since or now) + spec.signoff.timeout
         missing = quorum_missing(spec.required_approvals, signoffs, run.evidence_digest)
-        if not missing:
+        blocking = findings.open_blocking(s, run_id)
+        open_ids = [f.id for f in blocking]
+        if not missing and not blocking:
             return SignoffState("approved", run.status, {}, approvers, deadline)
         if now >= deadline:
-            return SignoffState("timeout", run.status, missing, approvers, deadline,
-                                f"no quorum within {spec.signoff.timeout}")
-        return SignoffState("waiting", run.status, missing, approvers, deadline)
+            why = f"no quorum within {spec.signoff.timeout}" if missing else (
+                f"{len(blocking)} finding(s) not accepted within {spec.signoff.timeout}")
+            return SignoffState("timeout", run.status, missing, approvers, deadline, why, open_ids)
+        detail = ("findings awaiting acceptance: " + ", ".join(f"{f.id} {f.key} (by {f.accept_role})"
+                                                              for f in blocking)) if blocking else ""
+        return SignoffState("waiting", run.status, missing, approvers, deadline, detail, open_ids)
 
 
 def mark_signoff_timeout(engine: Engine, run_id: str) -> None:
@@ -435,8 +487,27 @@ def recheck(s: Session, run: CertificationRun) -> None:
                  if r.status not in ("passed", "not_applicable", "error")]  # errors are in ``errors`` already
     unjudged = s.execute(
         select(CheckResult.name, StageResult.stage).join(StageResult, CheckResult.stage_result_id == StageResult.id)
-        .where(StageResult.run_id == run.id, CheckResult.required.is_(True), CheckResult.passed.is_(None))).all()
+        .where(StageResult.run_id == run.id, CheckResult.required.is_(True), CheckResult.verdict.is_(None))).all()
     problems += [f"{stage}: required check {name} has no verdict" for name, stage in unjudged]
+    # Inconclusive required checks: only as the run's policy allows — never under reject; under accept_risk
+    # only once their finding was accepted (audited, for this evidence); any blocking finding likewise.
+    tier = tier_policy(s, run)
+    pending = inconclusive_checks(s, run.id)
+    action = tier.inconclusive.action if tier is not None else "reject"
+    if pending and action == "reject":
+        problems += [f"{p} (the risk policy rejects inconclusive checks)" for p in pending]
+    problems += findings.unaccepted(s, run)
+    if action == "accept_risk":
+        keyed = {f.key: f for f in findings.of_run(s, run.id)}
+        rows = s.execute(
+            select(CheckResult, StageResult.stage).join(StageResult, CheckResult.stage_result_id == StageResult.id)
+            .where(StageResult.run_id == run.id, CheckResult.required.is_(True),
+                   CheckResult.verdict == "inconclusive")).all()
+        for c, stage in rows:
+            key = findings.key_of(stage, c.name, c.subject or "")
+            f = keyed.get(key)
+            if f is None or f.status != "accepted" or not f.blocking:
+                problems.append(f"{key} is inconclusive and its risk was not accepted")
     if problems:
         shown = "; ".join(_clip(p, 160) for p in problems[:3])
         if len(problems) > 3:

@@ -74,6 +74,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+Role = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Severity = Literal["high", "medium", "low"]
+
+
+class StatisticsPolicy(_Strict):
+    """The statistical bar of interval-aware verdicts (a spec's ``statistics:`` may only tighten it)."""
+
+    #: Error rate per run across a stage's judged comparisons (0.05 = 95% intervals); a spec may only lower it.
+    alpha: float = Field(default=0.05, gt=0, le=0.2)
+    #: ``holm`` (family-wise error, stricter) or ``bh`` (Benjamini-Hochberg false-discovery rate). Under ``bh`` a
+    #: spec may ask for ``holm``; under ``holm`` a spec asking ``bh`` is refused.
+    multiple_testing: Literal["holm", "bh"] = "holm"
+    #: The fewest bootstrap resamples an interval may rest on; a spec may ask for more.
+    min_bootstrap_resamples: int = Field(default=1000, ge=200, le=100_000)
+
+
+class InconclusivePolicy(_Strict):
+    """What an *inconclusive* required check (its interval straddles the bound) does to a certification run:
+    ``reject`` (more data may settle it), ``accept_risk`` (awaiting sign-off, but a certificate is issued only
+    once a holder of ``by`` accepted the finding, with a reason) or ``warn`` (awaiting sign-off; the approvers
+    are shown a warning). Recertification never suspends on it: it flags the certificate for attention."""
+
+    action: Literal["reject", "accept_risk", "warn"] = "reject"
+    by: Role | None = None
+
+    @model_validator(mode="after")
+    def _who(self) -> InconclusivePolicy:
+        if self.action == "accept_risk" and self.by is None:
+            raise ValueError("inconclusive.by: required when action is accept_risk (the role that accepts the risk)")
+        return self
+
+
+class FindingsPolicy(_Strict):
+    """The findings register: who accepts open findings, and which severities block sign-off until accepted."""
+
+    accept_by: Role = "model_validator"
+    block_signoff_on: list[Severity] = []
+
+
 class TierPolicy(_Strict):
     """What one risk tier demands."""
 
@@ -102,6 +141,12 @@ class TierPolicy(_Strict):
     #: A valid certificate is re-checked on production data at most this often (``recertify.find_targets``
     #: skips one checked more recently).
     recertify_every: PolicyDuration
+    #: The statistical bar of interval-aware verdicts (alpha, multiple-testing method, bootstrap resamples).
+    statistics: StatisticsPolicy = StatisticsPolicy()
+    #: What an inconclusive required check does (reject / accept_risk by a role / warn).
+    inconclusive: InconclusivePolicy = InconclusivePolicy()
+    #: Who accepts findings, and which severities block sign-off until accepted.
+    findings: FindingsPolicy = FindingsPolicy()
 
     @model_validator(mode="after")
     def _consistent(self) -> TierPolicy:

@@ -164,6 +164,7 @@ def spec_problems(spec: CertificationSpec, policy: Policy) -> list[str]:
     found += _recertification_problems(spec, tier_name, tier, label)
     found += _stage_problems(spec, tier_name, tier, label)
     found += _signoff_problems(spec, tier_name, tier, label)
+    found += _statistics_problems(spec, tier_name, tier, label)
     cert = spec.certificate
     if "valid_for" in cert.model_fields_set and cert.valid_for > tier.max_validity:
         found.append(f"certificate.valid_for: {format_duration(cert.valid_for)} is above the {tier_name}-tier policy "
@@ -220,6 +221,34 @@ def _signoff_problems(spec: CertificationSpec, tier_name: str, tier: TierPolicy,
             found.append(f"signoff.required.{role}: {required[role]} is below the {tier_name}-tier policy quorum {n} "
                          f"({label})")
     return found
+
+
+def _statistics_problems(spec: CertificationSpec, tier_name: str, tier: TierPolicy, label: str) -> list[str]:
+    """A spec's ``statistics`` may only tighten the tier's: a lower alpha, more resamples, holm where bh is
+    allowed. Anything looser is refused naming the field (never silently replaced by the policy's value)."""
+    found: list[str] = []
+    st, bar = spec.statistics, tier.statistics
+    if st.alpha is not None and st.alpha > bar.alpha:
+        found.append(f"statistics.alpha: {_fmt(st.alpha)} is above the {tier_name}-tier policy's {_fmt(bar.alpha)} "
+                     f"(a higher alpha is a looser bar; {label})")
+    if st.multiple_testing == "bh" and bar.multiple_testing == "holm":
+        found.append(f"statistics.multiple_testing: bh (false-discovery rate) is looser than the {tier_name}-tier "
+                     f"policy's holm (family-wise error); use holm or leave it out ({label})")
+    if st.bootstrap_resamples is not None and st.bootstrap_resamples < bar.min_bootstrap_resamples:
+        found.append(f"statistics.bootstrap_resamples: {st.bootstrap_resamples} is below the {tier_name}-tier policy "
+                     f"minimum {bar.min_bootstrap_resamples} ({label})")
+    return found
+
+
+def effective_statistics(spec: CertificationSpec, tier: TierPolicy) -> dict[str, Any]:
+    """The statistics the stages use: alpha = min(spec, policy), resamples = max(spec, policy minimum), the
+    policy's multiple-testing method unless the spec asks for the stricter holm; the spec's seed."""
+    st, bar = spec.statistics, tier.statistics
+    return {"alpha": min(x for x in (st.alpha, bar.alpha) if x is not None),
+            "multiple_testing": "holm" if "holm" in (st.multiple_testing, bar.multiple_testing) else "bh",
+            "bootstrap_resamples": max(x for x in (st.bootstrap_resamples, bar.min_bootstrap_resamples)
+                                       if x is not None),
+            "seed": st.seed}
 
 
 # ------------------------------------------------------------------------------------------- recertification
@@ -297,6 +326,7 @@ def effective_spec(spec: CertificationSpec, policy: Policy) -> CertificationSpec
                 over.setdefault("drift", {}).update(max_drifted_share=merged.max, required=merged.required)
             else:
                 over.setdefault(stage, {})[name] = merged.model_dump(mode="json")
+    data["statistics"] = effective_statistics(spec, tier)
     data["signoff"]["required"] = merged_quorum(tier.signoff, spec.signoff.required)
     data["signoff"]["policy_merged"] = True
     if spec.certificate.valid_for > tier.max_validity:

@@ -170,7 +170,10 @@ def show(engine: Engine | None) -> dict[str, Any]:
                                             "min_attacks_executed": t.min_attacks_executed,
                                             "signoff": t.signoff,
                                             "max_validity_days": t.max_validity.total_seconds() / 86400,
-                                            "recertify_every_days": t.recertify_every.total_seconds() / 86400}
+                                            "recertify_every_days": t.recertify_every.total_seconds() / 86400,
+                                            "statistics": t.statistics.model_dump(),
+                                            "inconclusive": t.inconclusive.model_dump(),
+                                            "findings": t.findings.model_dump()}
                                      for name, t in policy.tiers.items()}}
     if engine is not None:
         with reader(engine) as s:

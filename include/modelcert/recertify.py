@@ -7,6 +7,9 @@ certification's thresholds and the section's overrides. The result is a run of k
 (run key ``<dag_id>/<airflow run id>/<model>/<version>``), linked to the certificate it checked:
 
 * every required check holds → ``passed``: the certificate stays valid, ``last_checked_at`` moves;
+* a required check is inconclusive (its interval straddles the bound) → ``passed`` with the check named in the
+  run's reasons as needing attention: the certificate stays valid and is flagged (``status --models``, the ops
+  page); only a failed check suspends;
 * a required check fails → ``failed``: the certificate is ``suspended`` (reasons in ``status_reason``) and the
   model version too; only a new certification run with sign-off brings a valid certificate back;
 * the checks could not be made (no current data, a stage error) → ``error``: the certificate is unchanged and
@@ -43,7 +46,7 @@ from modelcert.db.session import reader, transaction
 from modelcert.errors import DataError, ModelcertError, SpecError
 from modelcert.evidence import Evidence, sha256_file
 from modelcert.lifecycle import RECERTIFICATION, SYSTEM, utcnow
-from modelcert.pipeline import gate, guarded, save_stage
+from modelcert.pipeline import gate, guarded, inconclusive_checks, save_stage
 from modelcert.spec import (
     LABEL_STAGES,
     RECERTIFICATION_STAGES,
@@ -417,7 +420,10 @@ def _decide(engine: Engine, run_id: str, certificate_id: str, section: Recertifi
         if not errors and results and all(r.status == "not_applicable" for r in results.values()):
             errors.append("no recertification stage applies: " + "; ".join(f"{r.stage}: {r.reason}"
                                                                            for r in results.values()))
-        status, reasons = lifecycle.verdict(KIND, errors, failures)
+        # Inconclusive required checks never suspend: the run passes, and they are its reasons (attention).
+        attention = [f"attention: {line}; not a failure, the certificate stays valid but needs a look"
+                     for line in inconclusive_checks(s, run_id)]
+        status, reasons = lifecycle.verdict(KIND, errors, failures, attention)
         changed = lifecycle.decide(s, run, status, reasons, baseline=previous, now=now,
                                    payload={"certificate": cert.id, "model": mv.name, "version": mv.version, "ds": ds})
         transition: str | None = None
@@ -427,7 +433,8 @@ def _decide(engine: Engine, run_id: str, certificate_id: str, section: Recertifi
                               payload={"recertification_run": run.id, "ds": ds, "reasons": reasons})
             transition = "suspended"
         elif status == "passed" and cert.status == "valid" and changed:
-            lifecycle.mark_checked(s, cert, mv, now=now, payload={"recertification_run": run.id, "ds": ds})
+            lifecycle.mark_checked(s, cert, mv, now=now, payload={"recertification_run": run.id, "ds": ds,
+                                                                 "attention": attention})
             transition = "checked"
         s.flush()
         return _outcome_dict(run, cert, mv, {r.stage: r.status for r in results.values()}, transition=transition)

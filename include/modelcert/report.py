@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from modelcert import findings
 from modelcert.db.models import (
     AuditEvent,
     Certificate,
@@ -77,6 +78,7 @@ def run_report(engine: Engine, run_id: str) -> dict[str, Any]:
             ).all()
         )
         signoffs = list(s.execute(select(Signoff).where(Signoff.run_id == run_id).order_by(Signoff.id)).scalars())
+        register = [findings.as_dict(f) for f in findings.of_run(s, run_id)]
         cert = s.execute(select(Certificate).where(Certificate.run_id == run_id)).scalar_one_or_none()
         entities = [run_id] + ([cert.id] if cert else [])
         events = list(s.execute(select(AuditEvent).where(AuditEvent.entity_id.in_(entities))
@@ -86,12 +88,14 @@ def run_report(engine: Engine, run_id: str) -> dict[str, Any]:
     for c, stage in checks:
         by_stage.setdefault(stage, []).append({
             "name": c.name, "subject": c.subject, "value": c.value, "threshold": c.threshold,
-            "passed": c.passed, "required": c.required, "message": c.message, "detail": c.detail,
+            "passed": c.passed, "verdict": c.verdict, "required": c.required, "message": c.message,
+            "detail": c.detail,
         })
     for items in by_stage.values():
-        # Failed checks first, then warnings, then passed, then informational.
+        # Failed checks first, then inconclusive, then warnings, then passed, then informational.
         items.sort(key=lambda c: (0 if c["passed"] is False and c["required"] else
-                                  1 if c["passed"] is False else 2 if c["passed"] else 3))
+                                  1 if c["verdict"] == "inconclusive" else
+                                  2 if c["passed"] is False else 3 if c["passed"] else 4))
     return {
         "run_id": run.id,
         "kind": run.kind,
@@ -117,6 +121,8 @@ def run_report(engine: Engine, run_id: str) -> dict[str, Any]:
             }
             for r in sorted(stage_results, key=lambda r: order.get(r.stage, 99))
         ],
+        #: The findings register of this run (``modelcert.findings``), most severe first.
+        "findings": register,
         "signoffs": [
             {"approver": x.approver, "role": x.role, "decision": x.decision, "comment": x.comment,
              "evidence_digest": x.evidence_digest, "authenticated_via": x.authenticated_via,
@@ -195,6 +201,10 @@ def model_overview(engine: Engine, *, expiring_within_days: int = 14) -> list[di
                 attention.append("no recertification configured (spec has no recertification section)")
             elif recert is not None and recert.certificate_id == cert.id and recert.status == "error":
                 attention.append("last recertification could not check the model (error)")
+            elif recert is not None and recert.certificate_id == cert.id and recert.status == "passed" and \
+                    recert.reasons:
+                attention.append(f"last recertification: {len(recert.reasons)} inconclusive check(s) need a look "
+                                 "(not suspended)")
         out.append({
             "model": mv.name, "version": mv.version, "owner": mv.owner, "risk_tier": mv.risk_tier,
             "model_status": mv.status,

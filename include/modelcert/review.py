@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, select
 
+from modelcert import findings
 from modelcert.db.models import Certificate, CertificationRun, CheckResult, ModelVersion, StageResult
 from modelcert.db.session import reader
 from modelcert.pipeline import load_run
@@ -66,6 +67,15 @@ def approval_summary(engine: Engine, run_id: str) -> dict[str, Any]:
             "version": mv.version if mv else None,
             "evidence_digest": run.evidence_digest,
             "warnings": [_warning(c, stage) for c, stage in rows if c.passed is False and not c.required],
+            #: Checks whose interval straddles their bound: the data cannot tell pass from fail. What a required
+            #: one does is the tier's ``inconclusive.action`` (``findings`` says what must be accepted first).
+            "inconclusive": [{**_warning(c, stage), "required": c.required,
+                              "ci95": (c.detail or {}).get("ci95")}
+                             for c, stage in rows if c.verdict == "inconclusive"],
+            "findings": [{"id": f.id, "key": f.key, "severity": f.severity, "verdict": f.verdict,
+                          "status": f.status, "blocking": f.blocking, "accept_role": f.accept_role,
+                          "accepted_by": f.accepted_by, "reason": f.reason}
+                         for f in findings.of_run(s, run_id)],
             "waived": waived_checks(spec),
             "policy": _policy(evidence),
             "baseline": None,
@@ -148,6 +158,20 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         subject = f" [{w['subject']}]" if w.get("subject") else ""
         value = "n/a" if w.get("value") is None else _num(w["value"])
         lines.append(f"    - {w['check']}{subject} = {value}, bar {w['text']}")
+    pending = summary.get("inconclusive") or []
+    lines.append(f"  inconclusive: {len(pending)} check(s) whose interval straddles the bar (the data cannot tell)"
+                 if pending else "  inconclusive: none")
+    for w in pending:
+        subject = f" [{w['subject']}]" if w.get("subject") else ""
+        ci = w.get("ci95")
+        interval = f" (95% interval {_num(ci[0])} … {_num(ci[1])})" if isinstance(ci, list) and len(ci) == 2 else ""
+        lines.append(f"    - {w['check']}{subject} = {_num(w['value']) if w.get('value') is not None else 'n/a'}"
+                     f"{interval}, bar {w['text']}" + ("" if w.get("required") else " (warning only)"))
+    blocking = [f for f in summary.get("findings") or [] if f["blocking"] and f["status"] == "open"]
+    if blocking:
+        lines.append(f"  findings to accept before approval: {len(blocking)}")
+        lines.extend(f"    - {f['id']} {f['key']} ({f['severity']}, {f['verdict']}): by a {f['accept_role']}"
+                     for f in blocking)
     waived = summary.get("waived") or []
     lines.append(f"  waived (required: false): {len(waived)}" if waived else "  waived (required: false): none")
     lines.extend(f"    - {w['check']}: {w['text']}" for w in waived)

@@ -50,6 +50,7 @@ from modelcert.db.models import (
     Certificate,
     CertificationRun,
     CheckResult,
+    Finding,
     ModelVersion,
     Signoff,
     StageResult,
@@ -60,9 +61,9 @@ log = logging.getLogger("modelcert.seal")
 
 #: Tables sealed on their own, in the order ``verify`` reports them. Checks ride with their stage result.
 TABLES: dict[str, Table] = {m.__tablename__: m.__table__ for m in  # type: ignore[misc]
-                            (ModelVersion, CertificationRun, StageResult, Signoff, Certificate)}
+                            (ModelVersion, CertificationRun, StageResult, Signoff, Certificate, Finding)}
 CHECKS: Table = CheckResult.__table__  # type: ignore[assignment]
-_MODELS = (ModelVersion, CertificationRun, StageResult, Signoff, Certificate)
+_MODELS = (ModelVersion, CertificationRun, StageResult, Signoff, Certificate, Finding)
 
 _SEALED = "modelcert.seal.sealed"          # {(table, pk): digest} sealed in this transaction
 _TOUCHED = "modelcert.seal.touched"        # {table: {pk}} written in this transaction, sealed at commit
@@ -357,6 +358,8 @@ def describe(table: str, row: Any, stage_names: dict[int, tuple[str, str]] | Non
         what = f"run {_short(row['run_id'])}, {_clip(row['approver'])} {_clip(row['decision'], 10)}"
     elif table == "certificates":
         what = f"run {_short(row['run_id'])}, status {_clip(row['status'], 20)}"
+    elif table == "findings":
+        what = f"run {_short(row['run_id'])}, {_clip(row['key'])} {_clip(row['status'], 10)}"
     else:
         what = ""
     return f"{table} id {_clip(pk, 40)} ({what})"

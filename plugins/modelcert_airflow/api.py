@@ -14,6 +14,7 @@ four_eyes             403     the user submitted or triggered the run
 not_awaiting          409     the run is not awaiting sign-off
 duplicate             409     this person already signed this run
 evidence_mismatch     409     the digest approved is not the run's evidence
+findings_open         409     an approval while findings that block sign-off are not accepted
 role_not_required     422     the run does not require that role
 invalid               422     e.g. a decline without a reason
 (no such run)         404
@@ -41,6 +42,7 @@ STATUS_OF_REFUSAL: dict[str, int] = {
     "not_awaiting": 409,
     "duplicate": 409,
     "evidence_mismatch": 409,
+    "findings_open": 409,
     "role_not_required": 422,
     "invalid": 422,
     "not_found": 404,
@@ -69,6 +71,18 @@ class DeclineBody(BaseModel):
     role: str
     evidence_digest: str = Field(pattern=DIGEST_PATTERN, description=DIGEST_HELP)
     reason: str = Field(description="why; a decline without a reason is refused")
+
+
+class AcceptBody(BaseModel):
+    """Accept findings of a run awaiting sign-off: ``finding_ids``, or ``all`` the open ones ``role`` accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(description="the role the risk policy names for these findings, e.g. risk_officer")
+    evidence_digest: str = Field(pattern=DIGEST_PATTERN, description=DIGEST_HELP)
+    reason: str = Field(description="why the risk is acceptable; required, recorded and audited")
+    finding_ids: list[int] | None = Field(default=None, description="the findings to accept (or all: true)")
+    all: bool = False
 
 
 # --------------------------------------------------------------------------------------------- dependencies
@@ -136,6 +150,32 @@ def approve(run_id: str, body: ApproveBody, request: Request, caller: CallerDep,
 def decline(run_id: str, body: DeclineBody, request: Request, caller: CallerDep, engine: EngineDep) -> JSONResponse:
     """Decline as ``role``, with a reason; the run ends as ``declined``."""
     return _decide(request, caller, engine, run_id, "decline", body.role, body.evidence_digest, body.reason)
+
+
+@api.get("/runs/{run_id}/findings")
+def run_findings(run_id: str, caller: CallerDep, engine: EngineDep) -> list[dict[str, Any]]:
+    """The run's findings register: every failed, inconclusive or waived check, most severe first."""
+    from modelcert.findings import list_findings
+
+    return list_findings(engine, run_id)
+
+
+@api.post("/runs/{run_id}/findings/accept", status_code=201)
+def accept_findings(run_id: str, body: AcceptBody, request: Request, caller: CallerDep,
+                    engine: EngineDep) -> JSONResponse:
+    """Accept findings as ``role`` with a ``reason``, for the evidence you reviewed (``evidence_digest``)."""
+    from modelcert import pipeline
+    from modelcert.errors import SignoffError
+    from modelcert.governance import accept_findings as accept
+
+    check_csrf(request, caller)
+    if body.all == (body.finding_ids is not None):
+        raise SignoffError("finding_ids or all: true — say which findings you accept (one of the two)",
+                           code="invalid")
+    out = accept(engine, run_id, caller.identity(), role=body.role, reason=body.reason,
+                 evidence_digest=body.evidence_digest, finding_ids=None if body.all else body.finding_ids)
+    out["quorum"] = pipeline.signoff_state(engine, run_id).as_dict()
+    return JSONResponse(out, status_code=201)
 
 
 @api.get("/certificates")

@@ -252,9 +252,11 @@ def _checks_failed_first(rep: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({**check, "stage": stage["stage"]})
 
     def rank(c: dict[str, Any]) -> int:
+        if c.get("verdict") == "inconclusive":
+            return 1
         if c["passed"] is False:
-            return 0 if c["required"] else 1
-        return 2 if c["passed"] else 3
+            return 0 if c["required"] else 2
+        return 3 if c["passed"] else 4
 
     order = {s["stage"]: i for i, s in enumerate(rep["stages"])}
     return sorted(rows, key=lambda c: (rank(c), order.get(c["stage"], 99)))
@@ -277,7 +279,7 @@ def _why_no_buttons(rep: dict[str, Any], caller: Caller) -> str | None:
     if rep["status"] != "awaiting_signoff":
         return NOT_AWAITING.get(rep["status"], f"This run is {humanize(rep['status'])}; it is not awaiting sign-off.")
     codes = {r["code"]: r["message"] for r in you["refused"].values()}
-    for code in ("four_eyes", "duplicate", "evidence_mismatch"):
+    for code in ("four_eyes", "duplicate", "evidence_mismatch", "findings_open"):
         if code in codes:
             return codes[code]
     required = ", ".join(sorted(you["required"])) or "none"

@@ -45,15 +45,16 @@ class SignoffSensor(BaseSensorOperator):
             return super().execute(context)
         from modelcert_airflow.triggers import SignoffTrigger
 
-        self.log.info("run %s waits for approvals %s (deadline %s); deferring", self.run_id, state["missing"],
-                      state["deadline"])
+        self.log.info("run %s waits for approvals %s%s (deadline %s); deferring", self.run_id, state["missing"],
+                      f" and {state['detail']}" if state.get("findings_open") else "", state["deadline"])
         self.defer(trigger=SignoffTrigger(run_id=self.run_id, poll_interval=self.poll_interval, conn_id=self.conn_id),
                    method_name="execute_complete")
 
     def poke(self, context: Any) -> bool:
         state = self._state()
         if state["state"] == "waiting":
-            self.log.info("run %s still needs %s", self.run_id, state["missing"])
+            self.log.info("run %s still needs %s%s", self.run_id, state["missing"],
+                          f" and {state['detail']}" if state.get("findings_open") else "")
             return False
         self._finish(state)
         return True

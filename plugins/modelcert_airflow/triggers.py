@@ -307,8 +307,9 @@ class SignoffTrigger(BaseTrigger):
                     yield TriggerEvent({"run_id": self.run_id, **state})
                     return
                 delay = self._delay(state)
-                self.log.info("run %s waits for approvals %s; next check on notification or in %.0fs",
-                              self.run_id, state["missing"], delay)
+                self.log.info("run %s waits for approvals %s%s; next check on notification or in %.0fs",
+                              self.run_id, state["missing"],
+                              f" and {state['detail']}" if state.get("findings_open") else "", delay)
                 await self._idle(listener, woken, backoff, delay)
         finally:
             listener.close()

@@ -39,6 +39,26 @@ def _approve_as(stack: AirflowStack, user: str, *args: str) -> subprocess.Comple
                           env=env, capture_output=True, text=True, timeout=120)
 
 
+def _accept_blocking_findings(stack: AirflowStack, run_id: str, digest: str) -> list[str]:
+    """``modelcert accept-risk`` through the plugin API for every role that must accept an open blocking finding
+    of the run (e.g. an inconclusive fairness check under the high tier's accept_risk), as the demo holder of
+    that role; nothing when no finding blocks. Returns the roles that accepted."""
+    acceptors = {"risk_officer": "dave", "model_validator": "bob"}
+    listed = stack.api("GET", f"/modelcert/api/runs/{run_id}/findings")
+    assert listed.status_code == 200, listed.text
+    roles = sorted({f["accept_role"] for f in listed.json() if f["blocking"] and f["status"] == "open"})
+    env = dict(os.environ, MODELCERT_API_URL=stack.base_url)
+    env.pop("MODELCERT_DATABASE_URL", None)
+    for role in roles:
+        who = acceptors[role]
+        done = subprocess.run([MODELCERT, "accept-risk", run_id, "--all", "--role", role, "--evidence-digest", digest,
+                               "--reason", "e2e: inconclusive on the demo's small test set", "--user", who,
+                               "--password", stack.password(who)], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+    return roles
+
+
 def _task_log(stack: AirflowStack, dag_id: str, airflow_run: str, task_id: str) -> str:
     logs = (stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={airflow_run}" / f"task_id={task_id}").rglob("*.log")
     return "\n".join(p.read_text(errors="replace") for p in sorted(logs))
@@ -69,6 +89,7 @@ def test_rest_trigger_signoff_via_cli_and_certificate(stack: AirflowStack) -> No
         stack.wait_for(lambda: _signoff_state(stack, signoff_run) == "deferred",
                        timeout=120, what="the sensor to defer (worker slot freed)")
         seen = ["--evidence-digest", row.evidence_digest]  # the digest the approvers reviewed
+        _accept_blocking_findings(stack, row.id, row.evidence_digest)  # risk acceptance first, when policy needs it
         refused = _approve_as(stack, "alice", row.id, "--role", "model_validator", *seen)  # the submitter
         assert refused.returncode != 0 and "four-eyes" in refused.stderr, refused.stderr
         ok1 = _approve_as(stack, "bob", row.id, "--role", "model_validator", "--comment", "ok", *seen)

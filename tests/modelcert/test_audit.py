@@ -118,7 +118,7 @@ def test_clean_certification_is_sealed_checkpointed_and_intact(engine: Any, cert
     assert res.ok, res.problems
     evidence = sum(_one(engine, f"SELECT count(*) FROM {t}") for t in
                    ("model_versions", "certification_runs", "stage_results", "check_results", "signoffs",
-                    "certificates"))
+                    "certificates", "findings"))
     assert res.sealed_rows == evidence and res.checkpoints == 1
     assert any("no MODELCERT_AUDIT_KEY" in n for n in res.notes)
     [line] = [json.loads(x) for x in _anchors.read_text().splitlines()]
@@ -132,6 +132,9 @@ EDITS = {
                     "WHERE name = 'score')"), "check_results id {check}", "score[all]"),
     "check verdict": (("UPDATE check_results SET passed = NOT passed WHERE id = (SELECT min(id) FROM check_results "
                       "WHERE name = 'score')"), "check_results id {check}", "content changed since sealed"),
+    "check three-way verdict": (("UPDATE check_results SET verdict = 'inconclusive', passed = NULL WHERE id = "
+                                 "(SELECT min(id) FROM check_results WHERE name = 'score')"),
+                                "check_results id {check}", "content changed since sealed"),
     "check threshold": (("UPDATE check_results SET threshold = '{\"min\": 0.01}' WHERE id = (SELECT min(id) FROM "
                         "check_results WHERE name = 'score')"), "check_results id {check}", "content changed"),
     "sign-off": ("UPDATE signoffs SET approver = 'mallory' WHERE approver = 'bob'", "signoffs id", "mallory"),

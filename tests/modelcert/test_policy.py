@@ -46,7 +46,7 @@ tiers:
 
 def test_shipped_policy_allows_joblib_only_below_high_tier() -> None:
     p = policy.load_policy(policy.DEFAULT_POLICY_FILE)
-    assert p.version == "2026-12"
+    assert p.version == "2026-12.2"
     assert p.sha256 == hashlib.sha256(policy.DEFAULT_POLICY_FILE.read_bytes()).hexdigest()
     assert p.tier("high").allowed_artifact_formats == ["skops"]
     assert p.tier("medium").allowed_artifact_formats == ["skops", "joblib"]
@@ -58,7 +58,7 @@ def test_high_tier_joblib_is_refused_naming_field_tier_and_policy() -> None:
     p = policy.load_policy(policy.DEFAULT_POLICY_FILE)
     with pytest.raises(SpecError) as err:
         policy.enforce(spec("high", "joblib"), p)
-    assert err.value.problems == [f"model.format: joblib is not allowed for risk tier high by policy 2026-12 "
+    assert err.value.problems == [f"model.format: joblib is not allowed for risk tier high by policy 2026-12.2 "
                                   f"sha256 {p.sha256[:8]}…; allowed: skops"]
     policy.enforce(spec("medium", "joblib"), p)
     policy.enforce(spec("high", "skops"), p)
@@ -141,7 +141,7 @@ def test_register_records_a_policy_refusal_as_error_and_never_unpickles(tmp_path
         run = s.execute(select(CertificationRun).where(CertificationRun.run_key == "high/1")).scalar_one()
         status, reasons = run.status, list(run.reasons or [])
     assert status == "error"
-    line = f"model.format: joblib is not allowed for risk tier high by policy 2026-12 sha256 {sha[:8]}…; allowed: skops"
+    line = f"model.format: joblib is not allowed for risk tier high by policy 2026-12.2 sha256 {sha[:8]}…; allowed: skops"
     assert any(line in r for r in reasons), reasons
     assert not marker.exists()
 
@@ -155,14 +155,14 @@ def test_validate_refuses_high_tier_joblib_before_anything_is_loaded(tmp_path: P
     with pytest.raises(SpecError) as err:
         preflight(spec_path)
     assert [p for p in err.value.problems if p.startswith("model.format: ")] == [
-        f"model.format: joblib is not allowed for risk tier high by policy 2026-12 "
+        f"model.format: joblib is not allowed for risk tier high by policy 2026-12.2 "
         f"sha256 {policy.load_policy(policy.DEFAULT_POLICY_FILE).sha256[:8]}…; allowed: skops"]
     assert not marker.exists()
 
 
 # ------------------------------------------------------------------------------------------- tighten, never loosen
 SHIPPED = policy.load_policy(policy.DEFAULT_POLICY_FILE)
-LABEL = f"policy 2026-12 sha256 {SHIPPED.sha256[:8]}…"
+LABEL = f"policy 2026-12.2 sha256 {SHIPPED.sha256[:8]}…"
 
 
 def audit_spec(**sections: Any) -> CertificationSpec:
@@ -395,7 +395,7 @@ def test_register_stores_the_effective_spec_the_submitted_text_and_the_policy(sp
     assert fair["equal_opportunity_difference"]["abs_max"] == 0.1
     assert stored["signoff"]["required"] == {"model_validator": 1, "risk_officer": 1}
     assert text == tight.read_text() and "expected_calibration_error" not in text  # the submitted text, as evidence
-    assert evidence["policy"] == {"version": "2026-12", "sha256": SHIPPED.sha256}
+    assert evidence["policy"] == {"version": "2026-12.2", "sha256": SHIPPED.sha256}
     # The digest covers the policy: the same files judged under another policy are different evidence.
     from modelcert.evidence import Evidence
 
@@ -407,7 +407,7 @@ def test_register_stores_the_effective_spec_the_submitted_text_and_the_policy(sp
     # Shown wherever a run is: status, report, the runs list and the ops view (API JSON and pages read these).
     from modelcert import report
 
-    shown = f"2026-12 (sha256 {SHIPPED.sha256[:8]}…)"
+    shown = f"2026-12.2 (sha256 {SHIPPED.sha256[:8]}…)"
     assert report.run_report(engine, reg.run_id)["policy"] == shown
     assert [r["policy"] for r in report.list_runs(engine)] == [shown]
     assert [m["latest_run"]["policy"] for m in report.model_overview(engine)] == [shown]
@@ -445,7 +445,7 @@ def test_a_hand_edited_policy_file_refuses_runs_until_applied(spec_path: Path, e
     _initial, applied = _policy_events(engine)
     assert applied.actor == "erin" and applied.entity_id == new_sha
     assert applied.payload["previous_sha256"] == SHIPPED.sha256 and applied.payload["sha256"] == new_sha
-    assert applied.payload["version"] == "2026-12" and applied.payload["text"] == edited.decode()
+    assert applied.payload["version"] == "2026-12.2" and applied.payload["text"] == edited.decode()
     assert ensure_in_force(engine).sha256 == new_sha
     pipeline.register(engine, spec_path, run_key="after/2", triggered_by="alice")  # runs start again
     # Applying the policy in force again records nothing.
@@ -456,7 +456,7 @@ def test_a_hand_edited_policy_file_refuses_runs_until_applied(spec_path: Path, e
     capsys.readouterr()
     assert main(["policy", "show", "--database-url", db_url, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["in_force"] is True and shown["last_applied"] == {"version": "2026-12", "sha256": new_sha,
+    assert shown["in_force"] is True and shown["last_applied"] == {"version": "2026-12.2", "sha256": new_sha,
                                                                    "by": "erin", "at": applied.ts.isoformat(
                                                                        timespec="seconds")}
     policy_file.write_bytes(original)  # edited by hand again: show says so
@@ -473,7 +473,7 @@ def test_policy_apply_writes_a_new_file_atomically_and_show_reports_it(engine: A
     from modelcert.cli import main
 
     new = tmp_path / "next.yaml"
-    new.write_text(policy_file.read_text().replace('version: "2026-12"', 'version: "2027-03"'))
+    new.write_text(policy_file.read_text().replace('version: "2026-12.2"', 'version: "2027-03"'))
     bad = tmp_path / "bad.yaml"
     bad.write_text(policy_file.read_text().replace("max_validity: 180d", "max_validity: forever", 1))
     assert main(["policy", "apply", str(bad), "--user", "erin", "--database-url", db_url]) == 2
@@ -511,9 +511,9 @@ def test_status_and_report_name_the_policy(spec_path: Path, engine: Any, db_url:
     reg = pipeline.register(engine, spec_path, run_key="shown/1", triggered_by="alice")
     capsys.readouterr()
     assert main(["status", reg.run_id, "--database-url", db_url]) == 0
-    assert f"judged under risk policy 2026-12 (sha256 {SHIPPED.sha256[:8]}…)" in capsys.readouterr().out
+    assert f"judged under risk policy 2026-12.2 (sha256 {SHIPPED.sha256[:8]}…)" in capsys.readouterr().out
     assert main(["report", reg.run_id, "--database-url", db_url]) == 0
-    assert f"risk policy 2026-12 (sha256 {SHIPPED.sha256[:8]}…)" in capsys.readouterr().out
+    assert f"risk policy 2026-12.2 (sha256 {SHIPPED.sha256[:8]}…)" in capsys.readouterr().out
 
 
 @pytest.mark.store
@@ -528,7 +528,7 @@ def test_a_recertification_records_the_policy_its_certification_was_judged_under
         run = s.get(CertificationRun, out["run_id"])
         certified = s.get(CertificationRun, cert["run_id"])
         assert run.kind == "recertification"
-        assert run.evidence["policy"] == certified.evidence["policy"] == {"version": "2026-12",
+        assert run.evidence["policy"] == certified.evidence["policy"] == {"version": "2026-12.2",
                                                                           "sha256": SHIPPED.sha256}
 
 

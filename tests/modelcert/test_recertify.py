@@ -44,14 +44,17 @@ class FakeStage:
     name: str
     library: str = ""
     boom: bool = False
+    #: Judge on an interval mean ± 0.1 (three-way verdict) instead of the point value.
+    interval: bool = False
 
     def run(self, ctx: Any) -> StageOutcome:
         if self.boom:
             raise ZeroDivisionError("boom")
         df = ctx.frame("current" if self.name == "drift" and ctx.spec.data.current else "test")
         value = float(df["score"].mean())
-        return outcome(self.name, [Check.judged("score", value, Threshold(min=0.5), subject="all"),
-                                   Check.info("rows", float(len(df)))], library="")
+        judged = (Check.interval_judged("score", value, (value - 0.1, value + 0.1), Threshold(min=0.5), subject="all")
+                  if self.interval else Check.judged("score", value, Threshold(min=0.5), subject="all"))
+        return outcome(self.name, [judged, Check.info("rows", float(len(df)))], library="")
 
 
 @pytest.fixture
@@ -148,6 +151,30 @@ def test_all_checks_hold_certificate_stays_valid_and_last_checked_moves(engine: 
     assert run.evidence["files"]["reference"] == run.evidence["files"]["train"]  # certification-time reference
     assert [e.entity_id for e in actions(engine, "certificate_checked")] == [c.id]
     assert len(actions(engine, "recertification_passed")) == 1
+
+
+def test_inconclusive_check_flags_the_certificate_but_never_suspends(engine: Any, tmp_path: Path,
+                                                                    fake_stages: Any) -> None:
+    """Recertification suspends only on fail: a check whose interval straddles its bound (0.52 ± 0.1 against
+    ≥ 0.5) passes the run, names the check as needing attention, and flags the certificate in the ops view."""
+    for stage in fake_stages.values():
+        stage.interval = True
+    spec = make_spec(tmp_path, "borderline", LABELS)
+    cert = certify(engine, spec)
+    write_prod(spec, f"batch_{DS}.csv", 0.52)
+    out = recert(engine, cert)
+    assert out["status"] == "passed" and out["certificate_status"] == "valid" and out["transition"] == "checked"
+    assert out["reasons"] and all(r.startswith("attention: ") and "inconclusive" in r for r in out["reasons"])
+    assert any("drift: score[all]" in r for r in out["reasons"]), out["reasons"]
+    assert actions(engine, "certificate_suspended") == []
+    [checked] = actions(engine, "certificate_checked")
+    assert checked.payload["attention"] == out["reasons"]
+    [row] = [m for m in report.model_overview(engine) if m["model"] == "borderline"]
+    assert any("inconclusive check(s) need a look (not suspended)" in a for a in row["attention"]), row["attention"]
+    # The same data judged on the point value alone would pass silently; below the interval it fails and suspends.
+    write_prod(spec, "batch_2026-12-01.csv", 0.3)
+    out = recert(engine, cert, run="scheduled__2026-12-01", ds="2026-12-01")
+    assert out["status"] == "failed" and out["certificate_status"] == "suspended"
 
 
 def test_failed_check_suspends_certificate_with_reasons(engine: Any, tmp_path: Path, fake_stages: Any) -> None:

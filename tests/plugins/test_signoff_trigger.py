@@ -413,3 +413,32 @@ async def _approve_and_time_the_wake_up(engine: Any, run_id: str, waiting: Any) 
     events, _ = await asyncio.wait_for(waiting, timeout=10)
     assert [e.payload["state"] for e in events] == ["approved"]
     return time.monotonic() - start
+
+
+def test_a_risk_acceptance_is_part_of_the_wait(engine: Any, db_url: str, spec_path: Path, verdicts: dict[str, str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An inconclusive mandatory check under the high tier's accept_risk: the trigger waits through the
+    acceptance (which wakes it too) and the approvals, and fires once, approved, only after all of them."""
+    from modelcert import pipeline
+    from modelcert_airflow.triggers import SignoffTrigger
+    from tests.lifecycle import accept_blocking_findings
+
+    monkeypatch.setenv("MODELCERT_DATABASE_URL", db_url)
+    verdicts["fairness"] = "inconclusive:disparate_impact"
+    run_id = run_all(engine, spec_path)
+    assert pipeline.signoff_state(engine, run_id).findings_open
+    seen: list[str] = []
+
+    def accept_then_approve() -> None:
+        time.sleep(1.5)
+        assert accept_blocking_findings(engine, run_id)
+        seen.append(pipeline.signoff_state(engine, run_id).state)  # accepted, not yet approved: still waiting
+        for who, role in (("bob", "model_validator"), ("dave", "risk_officer")):
+            time.sleep(0.3)
+            record_decision(engine, run_id, Identity(who, "t"), role=role, decision="approve", roles=ROLES,
+                            evidence_digest=digest_shown(engine, run_id))
+
+    threading.Thread(target=accept_then_approve, daemon=True).start()
+    events, seconds = asyncio.run(_events(SignoffTrigger(run_id=run_id, poll_interval=600), limit=30))
+    assert [e.payload["state"] for e in events] == ["approved"] and seen == ["waiting"]
+    assert seconds < 10

@@ -51,6 +51,11 @@ CertificateStatus = Literal["valid", "expired", "suspended", "revoked", "superse
 #: A model version's status mirrors its latest certificate.
 ModelVersionStatus = Literal["registered", "certified", "suspended", "expired", "revoked"]
 StageStatus = Literal["passed", "failed", "error", "not_applicable"]
+#: A judged check's verdict (``modelcert.thresholds.Verdict``); NULL for an informational check.
+CheckVerdict = Literal["pass", "fail", "inconclusive"]
+#: Findings register (``modelcert.findings``): how serious, and where it stands.
+FindingSeverity = Literal["high", "medium", "low"]
+FindingStatus = Literal["open", "accepted", "closed"]
 
 RUN_STATUSES: tuple[str, ...] = get_args(CertificationRunStatus)
 RUN_KINDS: tuple[str, ...] = get_args(RunKind)
@@ -58,6 +63,9 @@ RECERTIFICATION_STATUSES: tuple[str, ...] = get_args(RecertificationStatus)
 STAGE_STATUSES: tuple[str, ...] = get_args(StageStatus)
 CERT_STATUSES: tuple[str, ...] = get_args(CertificateStatus)
 MODEL_VERSION_STATUSES: tuple[str, ...] = get_args(ModelVersionStatus)
+CHECK_VERDICTS: tuple[str, ...] = get_args(CheckVerdict)
+FINDING_SEVERITIES: tuple[str, ...] = get_args(FindingSeverity)
+FINDING_STATUSES: tuple[str, ...] = get_args(FindingStatus)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -74,6 +82,12 @@ STATE_CHECKS: dict[str, dict[str, str]] = {
                   f"(kind = 'recertification' AND {_in('status', RECERTIFICATION_STATUSES)})",
     },
     "certificates": {"status": _in("status", CERT_STATUSES)},
+}
+#: The CHECK constraints of migration 0004 (verdicts and the findings register).
+VERDICT_CHECKS: dict[str, dict[str, str]] = {
+    "check_results": {"verdict": f"verdict IS NULL OR {_in('verdict', CHECK_VERDICTS)}"},
+    "findings": {"severity": _in("severity", FINDING_SEVERITIES), "status": _in("status", FINDING_STATUSES),
+                 "verdict": _in("verdict", CHECK_VERDICTS[1:])},
 }
 
 
@@ -166,6 +180,7 @@ class StageResult(Base):
 
 class CheckResult(Base):
     __tablename__ = "check_results"
+    __table_args__ = tuple(CheckConstraint(sql, name=n) for n, sql in VERDICT_CHECKS["check_results"].items())
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     stage_result_id: Mapped[int] = mapped_column(ForeignKey("stage_results.id", ondelete="CASCADE"), index=True)
@@ -175,6 +190,9 @@ class CheckResult(Base):
     value: Mapped[float | None] = mapped_column(Float)
     threshold: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     passed: Mapped[bool | None] = mapped_column(Boolean)
+    #: pass / fail / inconclusive (judged on the value's interval); NULL for an informational check. ``passed``
+    #: mirrors it (an inconclusive check has ``passed`` NULL).
+    verdict: Mapped[CheckVerdict | None] = mapped_column(String(16))
     required: Mapped[bool] = mapped_column(Boolean, default=True)
     message: Mapped[str] = mapped_column(Text, default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -217,6 +235,44 @@ class Certificate(Base):
     valid_until: Mapped[datetime] = mapped_column()
     issued_at: Mapped[datetime] = mapped_column(server_default=func.now())
     last_checked_at: Mapped[datetime | None] = mapped_column()
+
+
+class Finding(Base):
+    """One entry of the findings register: a failed, inconclusive or waived check of a decided run
+    (``modelcert.findings``). Written by the gate, accepted by the role the risk policy names, carried over to the
+    next version's run until closed."""
+
+    __tablename__ = "findings"
+    __table_args__ = (UniqueConstraint("run_id", "key"),
+                      *(CheckConstraint(sql, name=n) for n, sql in VERDICT_CHECKS["findings"].items()))
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("certification_runs.id", ondelete="RESTRICT"), index=True)
+    #: ``<stage>.<check>[<subject>]``: the same key in the next version's run is the same finding.
+    key: Mapped[str] = mapped_column(String(512))
+    model_name: Mapped[str] = mapped_column(String(128), index=True)
+    severity: Mapped[FindingSeverity] = mapped_column(String(8))
+    #: fail | inconclusive (a waived check's failure is ``fail`` with ``required`` false).
+    verdict: Mapped[CheckVerdict] = mapped_column(String(16))
+    required: Mapped[bool] = mapped_column(Boolean)
+    message: Mapped[str] = mapped_column(Text, default="")
+    meaning: Mapped[str] = mapped_column(Text, default="")
+    owner: Mapped[str] = mapped_column(String(128))
+    remediation: Mapped[str] = mapped_column(Text, default="")
+    #: Whether the run cannot be signed off while this finding is open (the policy's rule, fixed at decide).
+    blocking: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The role that may accept it (the policy's ``inconclusive.by`` or ``findings.accept_by``).
+    accept_role: Mapped[str] = mapped_column(String(64))
+    status: Mapped[FindingStatus] = mapped_column(String(16), default="open")
+    accepted_by: Mapped[str | None] = mapped_column(String(128))
+    accepted_role: Mapped[str | None] = mapped_column(String(64))
+    #: Why it was accepted (written by the acceptor) or closed (written by modelcert).
+    reason: Mapped[str] = mapped_column(Text, default="")
+    #: The evidence digest the acceptor saw; an acceptance of another digest never counts.
+    evidence_digest: Mapped[str | None] = mapped_column(String(64))
+    accepted_at: Mapped[datetime | None] = mapped_column()
+    carried_from: Mapped[int | None] = mapped_column(ForeignKey("findings.id", ondelete="RESTRICT"), index=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class AuditEvent(Base):
