@@ -334,6 +334,9 @@ class EvalContext:
         self.require_columns(df, [attribute], dataset=dataset, field_name=field_name)
         col = df[attribute]
         spec = self.spec.data.protected_attributes[attribute].privileged
+        if spec is None:
+            raise DataError(f"{field_name}: compared per category or band (reference/bands), it has no privileged "
+                            "group; use modelcert.fairness_groups for its groups")
         if isinstance(spec, GroupRange):
             num = pd.to_numeric(col, errors="coerce")
             if num.isna().all():
