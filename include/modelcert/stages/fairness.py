@@ -347,6 +347,8 @@ class FairnessStage:
                 "selection_rate_ci_method": "wilson",
                 "positive_class": self._positive_class(counts[i], fav),
             })
+            if reference_problem and i == reference:
+                continue  # judged (and failed) above
             if i in excluded:
                 checks.append(Check.info(
                     "group_size", int(n[i]), subject=subject,
@@ -354,7 +356,7 @@ class FairnessStage:
                             f"ratios: {excluded[i]}",
                     detail={"excluded_because": excluded[i], "share": share, "counts": groups_out[-1]["counts"],
                             "selection_rate": groups_out[-1]["selection_rate"]}))
-            elif not (reference_problem and i == reference):
+            else:
                 checks.append(Check.judged(
                     "group_size", int(n[i]), size_threshold, subject=subject,
                     message=f"{subject}: {int(n[i])} rows ({share:.2%}; data.min_group_size {min_size}, "
