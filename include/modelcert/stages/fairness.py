@@ -147,18 +147,26 @@ def metrics_from_counts(reference: np.ndarray, group: np.ndarray) -> dict[str, n
         }
 
 
-def grouped_auc(codes: np.ndarray, n_groups: int, score: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """ROC AUC of ``score`` for label ``y`` (0/1) within each group (Mann-Whitney, ties counted half), for all
-    groups in one sort; NaN for a group without both classes."""
-    levels, level = np.unique(score, return_inverse=True)
-    keys, inv = np.unique(codes.astype(np.int64) * len(levels) + level, return_inverse=True)
-    pos = np.bincount(inv, weights=y.astype(float), minlength=len(keys))
-    tot = np.bincount(inv, minlength=len(keys)).astype(float)
-    neg = tot - pos
-    group = keys // len(levels)
+def grouped_auc(codes: np.ndarray, n_groups: int, score: np.ndarray, y: np.ndarray, *,
+                order: np.ndarray | None = None) -> np.ndarray:
+    """ROC AUC of ``score`` for label ``y`` (0/1) within each group (Mann-Whitney, ties counted half); NaN for a
+    group without both classes. ``order`` (``argsort(score, kind="stable")``) can be shared between groupings:
+    each grouping then costs one stable radix sort of its small-integer codes, not a sort of the scores."""
+    if order is None:
+        order = np.argsort(score, kind="stable")
+    s = score[order]
+    level = np.concatenate([[0], np.cumsum(s[1:] != s[:-1])])
+    c = codes[order]
+    c = c.astype(np.int16) if n_groups < 2**15 else c  # numpy's stable sort of int16 is a radix sort
+    perm = np.argsort(c, kind="stable")  # by group, and by score within a group
+    g, lv, yy = c[perm].astype(np.int64), level[perm], y[order][perm].astype(float)
+    starts = np.concatenate([[0], np.flatnonzero((np.diff(g) != 0) | (np.diff(lv) != 0)) + 1])
+    pos = np.add.reduceat(yy, starts)
+    neg = np.diff(np.concatenate([starts, [len(yy)]])) - pos
+    group = g[starts]
     cum = np.concatenate([[0.0], np.cumsum(neg)])
-    start = np.searchsorted(group, group, side="left")
-    below = cum[:-1] - cum[start]  # negatives of the same group with a lower score
+    first = np.searchsorted(group, group, side="left")
+    below = cum[:-1] - cum[first]  # negatives of the same group with a lower score
     wins = np.bincount(group, weights=pos * (below + 0.5 * neg), minlength=n_groups)
     p_g = np.bincount(group, weights=pos, minlength=n_groups)
     n_g = np.bincount(group, weights=neg, minlength=n_groups)
@@ -166,11 +174,14 @@ def grouped_auc(codes: np.ndarray, n_groups: int, score: np.ndarray, y: np.ndarr
         return np.where((p_g > 0) & (n_g > 0), wins / (p_g * n_g), np.nan)
 
 
-def grouped_ece(codes: np.ndarray, n_groups: int, prob: np.ndarray, y: np.ndarray) -> np.ndarray:
+def grouped_ece(codes: np.ndarray, n_groups: int, prob: np.ndarray, y: np.ndarray, *,
+                bins: np.ndarray | None = None) -> np.ndarray:
     """Expected calibration error per group with the performance stage's binning (``ECE_BINS`` equal-width bins
-    on [0, 1], the same ``searchsorted`` assignment): sum over bins of |sum of probabilities - positives| / n."""
-    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
-    key = codes.astype(np.int64) * ECE_BINS + np.searchsorted(edges[1:-1], prob)
+    on [0, 1], the same ``searchsorted`` assignment): sum over bins of |sum of probabilities - positives| / n.
+    ``bins`` (each row's bin) can be shared between groupings."""
+    if bins is None:
+        bins = np.searchsorted(np.linspace(0.0, 1.0, ECE_BINS + 1)[1:-1], prob)
+    key = codes.astype(np.int64) * ECE_BINS + bins
     size = n_groups * ECE_BINS
     gap = np.abs(np.bincount(key, weights=prob, minlength=size) - np.bincount(key, weights=y.astype(float),
                                                                              minlength=size))
@@ -227,12 +238,16 @@ class FairnessStage:
         ctx.require_columns(df, list(data.protected_attributes), dataset="test",
                             field_name="data.protected_attributes")
         prob = _scaled(raw_score)
+        shared: dict[str, np.ndarray] = {}
+        if prob is not None:
+            shared = {"order": np.argsort(prob, kind="stable"),
+                      "bins": np.searchsorted(np.linspace(0.0, 1.0, ECE_BINS + 1)[1:-1], prob)}
         rng = np.random.default_rng(st["seed"])
         total = len(y)
 
-        evaluated = [self._grouping(g, y=y, y_fav=y_fav, p_fav=p_fav, prob=prob, total=total, rng=rng,
-                                    resamples=st["resamples"], thresholds=thresholds, min_size=data.min_group_size,
-                                    min_share=data.min_group_share, fav=fav)
+        evaluated = [self._grouping(g, y=y, y_fav=y_fav, p_fav=p_fav, prob=prob, shared=shared, total=total,
+                                    rng=rng, resamples=st["resamples"], thresholds=thresholds,
+                                    min_size=data.min_group_size, min_share=data.min_group_share, fav=fav)
                      for g in fg.groupings(df, dict(data.protected_attributes), [list(c) for c in data.intersections])]
 
         # Multiple-testing control over every judged comparison of the stage with a p-value.
@@ -284,14 +299,15 @@ class FairnessStage:
 
     # ----------------------------------------------------------------------------------------------- one grouping
     def _grouping(self, g: fg.Grouping, *, y: np.ndarray, y_fav: np.ndarray, p_fav: np.ndarray,
-                  prob: np.ndarray | None, total: int, rng: np.random.Generator, resamples: int,
-                  thresholds: dict[str, Threshold], min_size: int, min_share: float, fav: int) -> dict[str, Any]:
+                  prob: np.ndarray | None, shared: dict[str, np.ndarray], total: int, rng: np.random.Generator,
+                  resamples: int, thresholds: dict[str, Threshold], min_size: int, min_share: float,
+                  fav: int) -> dict[str, Any]:
         n_groups = len(g.labels)
         counts = fg.counts_by_group(g.codes, n_groups, y_fav, p_fav)
         n = counts.sum(axis=1)
         r = rates(counts)
-        auc = grouped_auc(g.codes, n_groups, prob, y) if prob is not None else None
-        ece = grouped_ece(g.codes, n_groups, prob, y) if prob is not None else None
+        auc = grouped_auc(g.codes, n_groups, prob, y, order=shared["order"]) if prob is not None else None
+        ece = grouped_ece(g.codes, n_groups, prob, y, bins=shared["bins"]) if prob is not None else None
         sel_lo, sel_hi = stats.wilson(counts[:, 0] + counts[:, 1], n)
 
         excluded: dict[int, str] = {}

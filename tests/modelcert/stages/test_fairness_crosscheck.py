@@ -71,20 +71,22 @@ def test_point_estimates_equal_fairlearn_metricframe(demo_ctx, spec_name: str, a
                 else:
                     assert g[key] == pytest.approx(expected, abs=TOL), (attr, label, key)
         ref = fl[summary["reference"]]
-        expected_metrics = {
-            "disparate_impact": lambda r: r["selection_rate"] / ref["selection_rate"],
-            "statistical_parity_difference": lambda r: r["selection_rate"] - ref["selection_rate"],
-            "equal_opportunity_difference": lambda r: r["tpr"] - ref["tpr"],
-            "average_odds_difference": lambda r: 0.5 * ((r["fpr"] - ref["fpr"]) + (r["tpr"] - ref["tpr"])),
-            "false_positive_rate_difference": lambda r: r["fpr"] - ref["fpr"],
-            "false_negative_rate_difference": lambda r: r["fnr"] - ref["fnr"],
-            "base_rate_difference": lambda r: r["base_rate"] - ref["base_rate"],
-        }
+        def expected(metric: str, r, ref=ref) -> float:
+            return {
+                "disparate_impact": r["selection_rate"] / ref["selection_rate"],
+                "statistical_parity_difference": r["selection_rate"] - ref["selection_rate"],
+                "equal_opportunity_difference": r["tpr"] - ref["tpr"],
+                "average_odds_difference": 0.5 * ((r["fpr"] - ref["fpr"]) + (r["tpr"] - ref["tpr"])),
+                "false_positive_rate_difference": r["fpr"] - ref["fpr"],
+                "false_negative_rate_difference": r["fnr"] - ref["fnr"],
+                "base_rate_difference": r["base_rate"] - ref["base_rate"],
+            }[metric]
+
         compared = summary["comparisons"]
         judged = [g for g in groups.values() if not g["is_reference"] and g["excluded_because"] is None]
         assert len(compared) == 7 * len(judged) > 0
         for c in compared:
-            assert c["value"] == pytest.approx(expected_metrics[c["metric"]](fl[c["group"]]), abs=TOL), c
+            assert c["value"] == pytest.approx(expected(c["metric"], fl[c["group"]]), abs=TOL), c
 
 
 def test_every_comparison_equals_aif360_classification_metric(demo_ctx) -> None:
