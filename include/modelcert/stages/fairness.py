@@ -38,11 +38,14 @@ import numpy as np
 from modelcert import fairness_groups as fg
 from modelcert import stats
 from modelcert.context import EvalContext
+from modelcert.safe_yaml import clip
 from modelcert.spec import FAIRNESS_METRICS
 from modelcert.stages.base import Check, RequiredCheck, StageOutcome, outcome, threshold_requirements
 from modelcert.stages.performance import ECE_BINS
 from modelcert.thresholds import Threshold
 
+#: check_results.subject is a 256-character column.
+SUBJECT_MAX = 256
 _WHAT = {
     "disparate_impact": "selection rate group / reference (impact ratio)",
     "statistical_parity_difference": "selection rate group - reference",
@@ -205,6 +208,12 @@ def _f(v: Any) -> float | None:
     return _num(v) if v is not None else None
 
 
+def _subject(name: str, group: str) -> str:
+    """``race=African-American``, bounded to the stored subject's 256 characters (the summary keeps the full
+    group label; a category value is data and may be long)."""
+    return clip(f"{name}={group}" if group else name, SUBJECT_MAX)
+
+
 def _undefined_reason(metric: str) -> str:
     if metric == "disparate_impact":
         return "the reference group has no favorable predictions, so the ratio is undefined"
@@ -339,7 +348,8 @@ class FairnessStage:
             ref_n = int(n[reference]) if reference is not None else int(n[:-1].max(initial=0))
             need = Threshold(min=max(min_size, math.ceil(min_share * total)))
             checks.append(Check.judged("group_size", ref_n, need,
-                                       subject=f"{g.name}={g.labels[reference]}" if reference is not None else g.name,
+                                       subject=_subject(g.name, g.labels[reference]) if reference is not None
+                                       else _subject(g.name, ""),
                                        message=reference_problem,
                                        detail={"min_group_size": min_size, "min_group_share": min_share}))
 
@@ -347,7 +357,7 @@ class FairnessStage:
         for i in range(n_groups):
             if n[i] == 0 and (i == g.unknown or g.kind == "intersection"):
                 continue  # no such combination / no unknown value in the data
-            subject = f"{g.name}={g.labels[i]}"
+            subject = _subject(g.name, g.labels[i])
             share = float(n[i] / total)
             tp, fp, fn, tn = (int(x) for x in counts[i])
             groups_out.append({
@@ -451,7 +461,7 @@ class FairnessStage:
     @staticmethod
     def _comparison_check(a: dict[str, Any], c: dict[str, Any], *, alpha: float, mt: str, n_judged: int) -> Check:
         name, metric = a["_name"], c["metric"]
-        subject = f"{name}={c['group']}"
+        subject = _subject(name, c["group"])
         ref = a["reference"]
         v, ci = c["value"], c["ci95"]
         ci_text = f", 95% CI [{ci[0]:.3g}, {ci[1]:.3g}] ({c['ci_method']})" if ci else ""

@@ -417,3 +417,13 @@ def test_compas_audit_every_race_category(demo_ctx) -> None:
     assert set(groups) == {"African-American", "Asian", "Caucasian", "Hispanic", "Native American", "Other"}
     assert groups["Native American"]["excluded_because"] == "11 rows < data.min_group_size 30"
     assert groups["Caucasian"]["is_reference"]
+
+
+def test_a_long_category_is_clipped_in_the_subject_not_in_the_summary(synthetic_ctx) -> None:
+    long = "b" * 300
+    df = pd.concat([block(50, 10, 10, 30, "a"), block(20, 10, 20, 50, long)], ignore_index=True)
+    out = STAGE.run(synthetic_ctx({"test": df}, spec({"disparate_impact": {"min": 0.8}})))
+    assert all(len(c.subject) <= 256 for c in out.checks)
+    di = [c for c in out.checks if c.name == "disparate_impact"]
+    assert len(di) == 1 and di[0].subject.startswith("g=bbb") and di[0].subject.endswith("…")
+    assert group(out, "g", long)["n"] == 100
