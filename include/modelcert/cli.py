@@ -329,6 +329,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                    if c["threshold"] else "")
             con.print(f"  {mark:<6} " + escape(f"{c['name']}{subject} = {value} {thr}"))
     _print_findings(con, rep.get("findings") or [])
+    _print_fairness_tables(con, report.fairness_tables(rep))
     con.print("\n[bold]sign-offs[/bold]")
     for x in rep["signoffs"] or [{"approver": "none yet", "role": "", "decision": "", "comment": ""}]:
         con.print(escape(f"  {x['approver']} {x['role']} {x['decision']} {x['comment']}"))
@@ -436,6 +437,39 @@ def cmd_remediate(args: argparse.Namespace) -> int:
     _print_json(out) if args.json else _console().print(
         escape(f"finding #{out['id']} {out['key']}: remediation recorded by {args.user}"))
     return 0
+def _rate(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _print_fairness_tables(con: Any, tables: list[dict[str, Any]]) -> None:
+    """Per attribute: every group (n, share, rates, excluded-because) and every comparison with the reference
+    (value, 95% interval, adjusted p, verdict)."""
+    for t in tables:
+        st = t["statistics"]
+        con.print(escape(f"\nfairness by group: {t['attribute']} ({t['kind']}; reference {t['reference']}, "
+                         f"{t['reference_rule']}; {st.get('multiple_testing', '?')} over {st.get('comparisons', '?')} "
+                         f"comparisons, alpha {st.get('alpha', '?')})"))
+        con.print(escape(f"  {'group':<32} {'n':>8} {'share':>7} {'select':>7} {'TPR':>6} {'FPR':>6} {'FNR':>6}  "
+                         "note"))
+        for g in t["groups"]:
+            note = "reference" if g.get("is_reference") else ""
+            if g.get("excluded_because"):
+                note = f"excluded: {g['excluded_because']}"
+            con.print(escape(f"  {str(g['group'])[:32]:<32} {g['n']:>8} {g['share']:>7.2%} "
+                             f"{_rate(g.get('selection_rate')):>7} {_rate(g.get('tpr')):>6} {_rate(g.get('fpr')):>6} "
+                             f"{_rate(g.get('fnr')):>6}  {note}"))
+        judged = [c for c in t["comparisons"] if c.get("verdict") != "info"]
+        for c in judged:
+            ci = c.get("ci95")
+            ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}] {c.get('ci_method')}" if ci else "n/a"
+            value = "n/a" if c.get("value") is None else f"{c['value']:.4g}"
+            p_adj = c.get("p_adjusted")
+            thr = json.dumps({k: v for k, v in (c.get("threshold") or {}).items() if k != "required"})
+            con.print(escape(f"  {c['verdict']:<12} {c['metric']}[{str(c['group'])[:32]}] = {value}  95% CI {ci_text}"
+                             f"  p_adj {'n/a' if p_adj is None else f'{p_adj:.3g}'}  {thr}"))
+        info = len(t["comparisons"]) - len(judged)
+        if info:
+            con.print(f"  ({info} informational comparisons without a bound: see the JSON report)")
 
 
 def _cli_identity(approver: str) -> Any:

@@ -310,8 +310,11 @@ class EvalContext:
                 raise DataError(f"predictions.column: {p.column!r} has {int(col.isna().sum())} null value(s) "
                                 f"in data.{dataset}")
             positives = {str(v) for v in p.positive}
-            y_pred = col.astype(str).isin(positives).to_numpy(dtype=np.int64)
-            if not col.astype(str).isin(positives).any() and not set(p.positive) & set(col.unique()):
+            # Compared as text, per distinct value (a million-row column has a handful of values).
+            codes, uniques = pd.factorize(col)
+            positive_values = np.array([str(u) in positives for u in uniques], dtype=bool)
+            y_pred = positive_values[codes].astype(np.int64)
+            if not positive_values.any() and not set(p.positive) & set(col.unique()):
                 raise DataError(
                     f"predictions.positive: none of {p.positive} occurs in column {p.column!r} "
                     f"(values: {sorted(map(str, col.unique()))[:10]})"
@@ -334,6 +337,9 @@ class EvalContext:
         self.require_columns(df, [attribute], dataset=dataset, field_name=field_name)
         col = df[attribute]
         spec = self.spec.data.protected_attributes[attribute].privileged
+        if spec is None:
+            raise DataError(f"{field_name}: compared per category or band (reference/bands), it has no privileged "
+                            "group; use modelcert.fairness_groups for its groups")
         if isinstance(spec, GroupRange):
             num = pd.to_numeric(col, errors="coerce")
             if num.isna().all():

@@ -179,8 +179,15 @@ def check_values(ctx: EvalContext) -> None:
     attribute has both groups; the model's inputs (or the audited predictions) are usable."""
     spec = ctx.spec
     ctx.labels("test")
-    for attr in spec.data.protected_attributes:
-        ctx.group_masks(attr, "test")
+    for attr, pa in spec.data.protected_attributes.items():
+        if pa.privileged is not None:
+            ctx.group_masks(attr, "test")
+        else:  # per category or band: the groups must be buildable (a numeric column for bands)
+            from modelcert import fairness_groups
+
+            df = ctx.frame("test")
+            ctx.require_columns(df, [attr], dataset="test", field_name=f"data.protected_attributes.{attr}")
+            fairness_groups.attribute(df, attr, pa)
     if spec.is_audit:
         ctx.predictions("test")
         return

@@ -138,6 +138,26 @@ def run_report(engine: Engine, run_id: str) -> dict[str, Any]:
     }
 
 
+def fairness_tables(rep: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fairness group tables of a run report, one per attribute or intersection: the groups (n, share, rates,
+    reference, excluded-because) and the comparisons (metric, value, 95% interval and its method, adjusted p,
+    bound, verdict), for the CLI report and the run page, certification and recertification alike. Summaries
+    written before per-category fairness (privileged vs the rest) have no group list and give no table."""
+    out: list[dict[str, Any]] = []
+    for st in rep.get("stages") or []:
+        if st.get("stage") != "fairness" or not isinstance(st.get("summary"), dict):
+            continue
+        summary = st["summary"]
+        for name, a in (summary.get("attributes") or {}).items():
+            if not isinstance(a, dict) or not isinstance(a.get("groups"), list):
+                continue
+            out.append({"attribute": name, "kind": a.get("kind"), "reference": a.get("reference"),
+                        "reference_rule": a.get("reference_rule"), "groups": a["groups"],
+                        "comparisons": a.get("comparisons") or [], "statistics": summary.get("statistics") or {},
+                        "convention": summary.get("convention")})
+    return out
+
+
 def list_certificates(engine: Engine) -> list[dict[str, Any]]:
     with reader(engine) as s:
         rows = s.execute(

@@ -166,13 +166,66 @@ class GroupRange(_Strict):
         return self
 
 
+#: ``reference: max_rate``: the reference group is the category with the highest favorable selection rate among
+#: the judged groups (NYC Local Law 144's impact ratio).
+MAX_RATE = "max_rate"
+#: At most this many band edges per numeric attribute.
+MAX_BANDS = 50
+
+
+def band_labels(edges: list[float] | tuple[float, ...]) -> list[str]:
+    """Stable labels of the groups cut by band edges [25, 40, 60]: ``<25``, ``25-40``, ``40-60``, ``>=60``
+    (each band includes its lower edge and excludes its upper one)."""
+    e = [f"{x:g}" for x in edges]
+    return [f"<{e[0]}", *(f"{a}-{b}" for a, b in zip(e, e[1:], strict=False)), f">={e[-1]}"]
+
+
 class ProtectedAttribute(_Strict):
+    """How one protected attribute is cut into groups, and which group the others are compared with.
+
+    Categorical: every category is a group; the reference is the union of the ``privileged`` values, or
+    ``reference: max_rate``. Numeric: ``bands: [25, 40, 60]`` with ``reference: max_rate`` or a band label
+    (``"25-40"``), or a ``privileged: {min, max}`` range (two groups: in the range and outside it)."""
+
     #: Listed values, or a numeric range (min inclusive, max exclusive), e.g. {min: 25} for age >= 25.
     privileged: Annotated[
         Annotated[list[Scalar], Field(min_length=1, max_length=1000), Tag("values")]
         | Annotated[GroupRange, Tag("range")],
         Discriminator(lambda v: "range" if isinstance(v, (dict, GroupRange)) else "values"),
-    ]
+    ] | None = None
+    #: ``max_rate``, or (with ``bands``) the label of the reference band.
+    reference: ShortText | None = None
+    #: Increasing band edges for a numeric attribute.
+    bands: list[float] | None = Field(default=None, min_length=1, max_length=MAX_BANDS)
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> ProtectedAttribute:
+        if self.bands is not None:
+            if any(b <= a for a, b in zip(self.bands, self.bands[1:], strict=False)):
+                raise ValueError(f"bands {short(self.bands)} must be strictly increasing numbers, e.g. [25, 40, 60]")
+            if self.privileged is not None:
+                raise ValueError("give bands (with reference) or privileged, not both")
+            labels = band_labels(self.bands)
+            if self.reference is None or (self.reference != MAX_RATE and self.reference not in labels):
+                raise ValueError(f"bands need reference: max_rate or one of the band labels {', '.join(labels)} "
+                                 f"(got {short(self.reference)})")
+            return self
+        if self.privileged is None and self.reference is None:
+            raise ValueError("give privileged (the reference values, or a {min, max} range), "
+                             "reference: max_rate, or bands with a reference")
+        if self.privileged is not None and self.reference is not None:
+            raise ValueError("give privileged or reference, not both (reference: max_rate picks the category "
+                             "with the highest favorable selection rate)")
+        if self.reference is not None and self.reference != MAX_RATE:
+            raise ValueError(f"reference {short(self.reference)} is not allowed without bands; allowed: max_rate "
+                             "(for a declared category, use privileged: [value])")
+        return self
+
+    @property
+    def kind(self) -> Literal["categorical", "bands", "privileged_range"]:
+        if self.bands is not None:
+            return "bands"
+        return "privileged_range" if isinstance(self.privileged, GroupRange) else "categorical"
 
 
 class DataSection(_Strict):
@@ -189,6 +242,13 @@ class DataSection(_Strict):
     favorable_label: Scalar = 1
     protected_attributes: dict[Column, ProtectedAttribute] = Field(min_length=1, max_length=100)
     min_group_size: int = Field(default=30, ge=1)
+    #: A group with a smaller share of the rows is reported but not judged (NYC LL144's small-category rule).
+    min_group_share: float = Field(default=0.02, ge=0, lt=1)
+    #: Intersections of protected attributes (2-3 each): every combined category is a group, e.g.
+    #: ``[[sex, race]]`` gives "Female × Black". Reference: the combination of the attributes' declared reference
+    #: groups, or the highest selection rate when one of them uses ``max_rate``.
+    intersections: list[Annotated[list[Column], Field(min_length=2, max_length=3)]] = Field(default=[],
+                                                                                         max_length=20)
     sha256: dict[str, Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = {}
     #: Columns present in the datasets that no check uses (an id, a raw date, a field kept for reference).
     #: Every other column must be used by the spec (model feature, label, protected attribute, predictions,
@@ -202,6 +262,19 @@ class DataSection(_Strict):
         if bad:
             raise ValueError(f"sha256 keys {short(sorted(bad))} are not datasets; "
                              "allowed: train, test, reference, current")
+        seen: set[tuple[str, ...]] = set()
+        for i, combo in enumerate(self.intersections):
+            unknown = [c for c in combo if c not in self.protected_attributes]
+            if unknown:
+                raise ValueError(f"intersections.{i}: {short(unknown)} not among protected_attributes "
+                                 f"({', '.join(map(str, self.protected_attributes))}); an intersection combines "
+                                 "2-3 declared protected attributes")
+            if len(set(combo)) != len(combo):
+                raise ValueError(f"intersections.{i}: {short(combo)} names an attribute twice")
+            key = tuple(sorted(combo))
+            if key in seen:
+                raise ValueError(f"intersections.{i}: {short(combo)} is listed twice")
+            seen.add(key)
         return self
 
 

@@ -180,6 +180,8 @@ async def runs_page(request: Request) -> Response:
 async def run_page(request: Request, run_id: str) -> Response:
     from starlette.concurrency import run_in_threadpool
 
+    from modelcert.report import fairness_tables
+
     caller = await authenticate(request)
     rep = await run_in_threadpool(run_view, _engine(request), run_id, caller)
     approved_by: dict[str, list[str]] = {}
@@ -187,6 +189,7 @@ async def run_page(request: Request, run_id: str) -> Response:
         if so["decision"] == "approve" and so["evidence_digest"] == rep["evidence_digest"]:
             approved_by.setdefault(so["role"], []).append(so["approver"])
     return render(request, "run.html", caller=caller, run=rep, checks=_checks_failed_first(rep),
+                  fairness_tables=fairness_tables(rep),
                   approved_by=approved_by, why_no_buttons=_why_no_buttons(rep, caller), csrf_header=CSRF_HEADER,
                   flash=request.query_params.get("done"), title=f"{rep['model']} {rep['version']} — certification run")
 

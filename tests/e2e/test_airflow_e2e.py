@@ -136,9 +136,9 @@ def test_rejected_run_is_shown_as_rejected_and_never_promoted(stack: AirflowStac
     assert not [t for t, s in states.items() if s == "failed"], states
     row = run_row(stack, airflow_run)
     assert row is not None and row.status == "rejected"
-    assert any("disparate_impact[sex]" in r for r in row.reasons)
+    assert any("disparate_impact[sex=Female]" in r for r in row.reasons)
     verdict_log = _task_log(stack, "certify_model", airflow_run, "rejected")
-    assert "adult-income-gbm 2.3.0: REJECTED" in verdict_log and "disparate_impact[sex]" in verdict_log
+    assert "adult-income-gbm 2.3.0: REJECTED" in verdict_log and "disparate_impact[sex=Female]" in verdict_log
     fairness_log = _task_log(stack, "certify_model", airflow_run, "stages.fairness")
     assert "fairness FAILED" in fairness_log
     assert "Traceback" not in verdict_log + fairness_log and "AirflowFailException" not in verdict_log + fairness_log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_run_audit_in_process_then_status_and_report(demo_build: Path, db_url: s
     out = capsys.readouterr().out
     assert code == 3, out  # rejected
     assert "robustness" in out and "not_applicable" in out
-    assert "outcome: rejected" in out and "disparate_impact[race]" in out
+    assert "outcome: rejected" in out and "disparate_impact[race=African-American]" in out
     assert main(["--database-url", db_url, "--json", "status"]) == 0
     runs = json.loads(capsys.readouterr().out)
     assert len(runs) == 1 and runs[0]["status"] == "rejected"
@@ -41,7 +42,14 @@ def test_run_audit_in_process_then_status_and_report(demo_build: Path, db_url: s
     assert rep["evidence"]["files"]["test"]["sha256"] and len(rep["evidence_digest"]) == 64
     assert main(["--database-url", db_url, "report", run_id]) == 0
     human = capsys.readouterr().out
-    assert "FAIL" in human and "disparate_impact[race]" in human
+    assert "FAIL" in human and "disparate_impact[race=African-American]" in human
+    # the group table: every race category with n and rates, the excluded ones with the reason, the verdicts
+    table = human.split("fairness by group: race", 1)[1].split("fairness by group: sex", 1)[0]
+    assert "reference Caucasian, declared" in table
+    assert re.search(r"African-American\s+3175\s+51\.44%", table)
+    assert re.search(r"Native American\s+11 .*excluded: 11 rows < data\.min_group_size 30", table)
+    assert re.search(r"fail\s+false_negative_rate_difference\[African-American\] = 0\.\d+\s+95% CI \[", table)
+    assert fairness["summary"]["attributes"]["race"]["reference"] == "Caucasian"  # the JSON carries the summary
 
 
 def test_approve_refusal_exit_code(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:

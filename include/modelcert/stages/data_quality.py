@@ -356,6 +356,9 @@ class DataQualityStage:
         for attr, pa in ctx.spec.data.protected_attributes.items():
             if attr not in test.columns:
                 continue  # its expect_column_to_exist already failed
+            if pa.privileged is None:
+                checks += self._category_sizes(attr, pa, test)
+                continue
             try:
                 priv = ctx.privileged_mask(attr, "test")
             except DataError as exc:
@@ -373,6 +376,25 @@ class DataQualityStage:
                     detail={"attribute": attr, "group": group, "privileged": definition, "rows": int(len(mask))},
                 ))
         return checks
+
+    @staticmethod
+    def _category_sizes(attr: str, pa: Any, test: pd.DataFrame) -> list[Check]:
+        """Attributes compared per category or band (``reference: max_rate``, ``bands``): each group's size is
+        reported here; the fairness stage judges them (data.min_group_size and data.min_group_share) and excludes
+        the small ones from its verdict instead of failing the run on them."""
+        from modelcert import fairness_groups
+
+        try:
+            grouping = fairness_groups.attribute(test, attr, pa)
+        except DataError as exc:
+            return [Check(name="min_group_size", value=None, threshold=None, passed=False,
+                          subject=f"test.{attr}", message=str(exc))]
+        sizes = np.bincount(grouping.codes, minlength=len(grouping.labels))
+        return [Check.info("min_group_size", int(size), subject=f"test.{attr}={label}",
+                           message=f"group {label} of {attr!r} in data.test has {int(size)} row(s); judged per "
+                                   "category by the fairness stage (data.min_group_size, data.min_group_share)",
+                           detail={"attribute": attr, "group": label, "rows": int(len(test))})
+                for label, size in zip(grouping.labels, sizes, strict=True) if size > 0]
 
     # ------------------------------------------------------------------ run
     def run(self, ctx: EvalContext) -> StageOutcome:

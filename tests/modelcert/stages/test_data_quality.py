@@ -212,6 +212,22 @@ def test_too_small_protected_group_fails(synthetic_ctx):
     assert out.status == "failed"
 
 
+def test_per_category_attributes_report_each_group_size(synthetic_ctx):
+    """reference: max_rate / bands: every group's size is reported; the fairness stage judges (and excludes) them,
+    so a small category does not fail data quality."""
+    test = frame(300, seed=15)
+    test.loc[test.index[:5], "cat"] = "rare"
+    s = spec()
+    s["data"]["protected_attributes"] = {"cat": {"reference": "max_rate"},
+                                         "age": {"bands": [30, 45], "reference": "max_rate"}}
+    out = run(synthetic_ctx, {"test": test}, s)
+    rare = find(out, "min_group_size", "test.cat=rare")
+    assert (rare.value, rare.passed) == (5.0, None) and "judged per category by the fairness stage" in rare.message
+    for label, mask in (("<30", test.age < 30), ("30-45", (test.age >= 30) & (test.age < 45)), (">=45", test.age >= 45)):
+        assert find(out, "min_group_size", f"test.age={label}").value == int(mask.sum())
+    assert not [c for c in out.checks if c.name == "min_group_size" and c.passed is False]
+
+
 def test_missing_required_column_is_a_failed_check_not_a_crash(synthetic_ctx):
     test = frame(300, seed=14).drop(columns=["sex", "pred"])
     out = run(synthetic_ctx, {"test": test}, spec(value_sets={"sex": ["male", "female"]}))

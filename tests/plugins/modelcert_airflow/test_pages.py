@@ -275,3 +275,78 @@ def test_a_superseded_certificate_reads_superseded(page: Callable[..., Any], eng
     status = re.search(r'id="certificate-status">([^<]+)<', text)
     assert status is not None and status.group(1) == "superseded"
     assert "superseded by version 2" in text and "revoked" not in text
+
+
+def _fairness_run(engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str) -> str:
+    """A run whose fairness stage is the real one (the others faked as passed) on three categories, a 1%-share
+    group and unknown values; disparate impact is judged."""
+    import numpy as np
+    import pandas as pd
+
+    from modelcert.stages.fairness import STAGE
+    from tests.conftest import write_synthetic
+
+    fake = pipeline.get_stage
+    monkeypatch.setattr(pipeline, "get_stage", lambda name: STAGE if name == "fairness" else fake(name))
+
+    def block(tp: int, fp: int, fn: int, tn: int, g: Any) -> pd.DataFrame:
+        return pd.DataFrame({"g": g, "y": [1] * tp + [0] * fp + [1] * fn + [0] * tn,
+                             "pred": [1] * (tp + fp) + [0] * (fn + tn)})
+
+    df = pd.concat([block(1000, 200, 200, 600, "a"), block(500, 300, 300, 860, "b"),
+                    block(10, 10, 10, 10, "tiny<i>"), block(5, 5, 5, 5, np.nan)], ignore_index=True)
+    path, _ = write_synthetic(tmp_path, {"test": df}, {
+        "predictions": {"column": "pred", "positive": [1]},
+        "data": {"label": "y", "protected_attributes": {"g": {"privileged": ["a"]}}},
+        "checks": {"fairness": {"disparate_impact": {"min": 0.8, "max": 1.25}}},
+    })
+    return run_all(engine, path, key=key)
+
+
+def _fairness_section(text: str) -> str:
+    assert 'class="fairness-table"' in text, "no fairness group table on the page"
+    return text.split("Fairness by group", 1)[1].split('<h2>Checks', 1)[0]
+
+
+def test_run_page_shows_the_fairness_group_table(page: Callable[..., Any], engine: Any, tmp_path: Path,
+                                                 verdicts: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = _fairness_run(engine, tmp_path, monkeypatch, "fairness/1")
+    section = _fairness_section(page("bob", f"{UI}/runs/{run_id}").text)
+    groups = section.split('class="compact fairness-groups"', 1)[1].split("</table>", 1)[0]
+    rows = [html.unescape(re.sub(r"<[^>]+>", " ", r.split(">", 1)[1])) for r in groups.split("<tr")[2:]]
+    rows = [" ".join(r.split()) for r in rows]
+    assert rows[0].startswith("a reference 2000 ") and rows[1].startswith("b 1960 ")
+    assert rows[2].startswith("tiny<i> 40 1.0% 0.5") and "excluded share 1.00% < data.min_group_share 0.02" in rows[2]
+    assert rows[3].startswith("unknown 20 ") and "excluded unknown value" in rows[3]
+    assert "<i>" not in groups  # a category is data: escaped
+    comparisons = section.split('class="compact fairness-comparisons"', 1)[1].split("</table>", 1)[0]
+    cells = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", comparisons)).split())
+    assert "fail b disparate_impact 0.6803 [0.638, 0.7254] katz_log" in cells and "≥ 0.8" in cells
+    assert "tiny" not in comparisons  # excluded: never judged
+    assert re.search(r"Holm over \d+ comparisons, alpha 0.05", section)
+
+
+def test_recertification_page_shows_the_same_fairness_table(page: Callable[..., Any], engine: Any, tmp_path: Path,
+                                                            verdicts: dict[str, str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelcert.db.models import CertificationRun
+    from modelcert.db.session import transaction
+
+    source = _fairness_run(engine, tmp_path, monkeypatch, "fairness/2")
+    with transaction(engine) as s:
+        run = s.get(CertificationRun, source)
+        recert = CertificationRun(
+            run_key="cli/recertify__2026-12-02/synthetic/1", kind="recertification", status="running",
+            model_version_id=run.model_version_id, spec=run.spec, spec_path=run.spec_path,
+            spec_base_dir=run.spec_base_dir, spec_text=run.spec_text, evidence=run.evidence,
+            evidence_digest=run.evidence_digest, submitter=run.submitter, triggered_by="ops",
+            airflow_dag_id="cli", airflow_run_id="recertify__2026-12-02")
+        s.add(recert)
+        s.flush()
+        recert_id = recert.id
+    pipeline.run_stage(engine, recert_id, "fairness")
+    text = page("bob", f"{UI}/runs/{recert_id}").text
+    assert 'id="recertification-note"' in text
+    section = _fairness_section(text)
+    assert "tiny&lt;i&gt;" in section and "share 1.00% &lt; data.min_group_share 0.02" in section
+    assert ">fail</span>" in section
