@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from modelcert.spec import CertificationSpec
 
 #: Stages whose checks are a section of named thresholds, and stages whose checks are a metric map.
-_SECTIONS = ("data_quality", "robustness")
+_SECTIONS = ("data_quality", "robustness", "explainability")
 _MAPS = ("performance", "fairness")
 
 
