@@ -137,7 +137,11 @@ def shap_importance(model: Any, X: pd.DataFrame, positive_index: int) -> tuple[s
         Z = np.asarray(Z.toarray() if hasattr(Z, "toarray") else Z, dtype=float)
         if Z.shape[1] != len(sources):
             return None
-    import shap
+    import warnings
+
+    with warnings.catch_warnings():  # shap's plotting colours call matplotlib APIs that warn on import
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        import shap
 
     if kind == "tree":
         explainer = shap.TreeExplainer(estimator)
