@@ -326,6 +326,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             thr = (json.dumps({k: v for k, v in (c["threshold"] or {}).items() if k != "required"})
                    if c["threshold"] else "")
             con.print(f"  {mark:<6} " + escape(f"{c['name']}{subject} = {value} {thr}"))
+        if st["stage"] == "explainability":
+            from modelcert.explain_report import explainability_lines
+
+            for line in explainability_lines(st["summary"]):
+                con.print("  " + escape(line), soft_wrap=True)
     con.print("\n[bold]sign-offs[/bold]")
     for x in rep["signoffs"] or [{"approver": "none yet", "role": "", "decision": "", "comment": ""}]:
         con.print(escape(f"  {x['approver']} {x['role']} {x['decision']} {x['comment']}"))

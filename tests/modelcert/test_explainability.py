@@ -179,6 +179,12 @@ def test_predictions_only_audit_gets_proxies_and_slices_but_no_importance(synthe
     assert proxy.detail["top_proxies"][0] == "job" and proxy.value > 0.8
     assert result.summary["slices"]["slices_tried"] > 0
     assert "nothing to compare" in result.summary["comparison"]["not_applicable"]
+    # the text report shows the same tables
+    from modelcert.explain_report import explainability_lines
+
+    text = "\n".join(explainability_lines(result.summary))
+    assert "Proxies of protected attributes" in text and "job (" in text
+    assert "Feature importance: not applicable" in text and "What changed" in text
 
 
 # ------------------------------------------------------------------------------------------- spec and policy

@@ -275,3 +275,18 @@ def test_a_superseded_certificate_reads_superseded(page: Callable[..., Any], eng
     status = re.search(r'id="certificate-status">([^<]+)<', text)
     assert status is not None and status.group(1) == "superseded"
     assert "superseded by version 2" in text and "revoked" not in text
+
+
+def test_explainability_evidence_is_a_table_per_section(page: Callable[..., Any], engine: Any,
+                                                         spec_path: Path) -> None:
+    """The real explainability stage on the tiny audit: proxies and slices as tables, importance and comparison
+    with the reason they did not apply."""
+    reg = pipeline.register(engine, spec_path, run_key="explain/1", triggered_by="alice")
+    pipeline.run_stage(engine, reg.run_id, "explainability")
+    r = page("bob", f"{UI}/runs/{reg.run_id}")
+    assert r.status_code == 200
+    proxies = r.text.split('id="explain-proxies"', 1)[1].split("</table>", 1)[0]
+    assert "<td>sex</td>" in proxies and "<td>x" in proxies  # the attribute and its strongest proxy, column x
+    assert 'id="explain-slices"' in r.text or "weak of" in r.text
+    assert "no model to explain" in html.unescape(r.text)  # importance: not applicable, with why
+    assert "nothing to compare with" in html.unescape(r.text)  # no champion, no benchmark
