@@ -267,8 +267,10 @@ class ExplainabilityChecks(_Strict):
     #: Per protected attribute: the impact ratio (favorable-rate ratio of the two groups, the smaller over the
     #: larger, so 1 = parity) of the champion minus the challenger's.
     impact_ratio_max_drop: Threshold = Threshold(max=0.05)
-    #: Rows of the test data used for importance and the proxy probe (a seeded sample; all rows when fewer).
+    #: Rows of the test data the proxy probe uses (a seeded sample; all rows when fewer).
     sample_size: int = Field(default=2000, ge=100, le=100_000)
+    #: Rows of that sample explained for importance (SHAP costs per row; 500 rows rank features stably).
+    importance_sample_size: int = Field(default=500, ge=50, le=100_000)
     #: Smallest slice (rows) tried for weak slices.
     min_slice_size: int = Field(default=50, ge=10, le=1_000_000)
     #: The smallest error-rate excess over the rest of the data that makes a significant slice weak.

@@ -50,7 +50,7 @@ def test_adult_model_without_sex_reaches_sex_through_proxies(demo_build: Path, s
     # importance came from SHAP on the pipeline's linear model, summed back to the input features
     imp = result.summary["importance"]
     assert imp["method"] == "shap.LinearExplainer" and {f["feature"] for f in imp["features"]} == set(features)
-    assert imp["sample_rows"] == ctx.spec.checks.explainability.sample_size
+    assert imp["sample_rows"] == ctx.spec.checks.explainability.importance_sample_size
     assert set(imp["by_group"]["sex"]["privileged_top"]) <= set(features)
 
 

@@ -19,7 +19,9 @@ import pandas as pd
 from modelcert.stages.explainability.columns import MAX_LEVELS, code_column
 
 PROBE_FOLDS = 3
-PROBE_ITER = 60
+PROBE_ITER = 30
+PROBE_LEARNING_RATE = 0.15
+PROBE_LEAVES = 15
 #: Features named as the strongest proxies of an attribute.
 TOP_PROXIES = 5
 
@@ -48,7 +50,8 @@ def cramers_v(codes: np.ndarray, group: np.ndarray) -> float:
     """Cramér's V between a coded feature and the (binary) group, from scipy's contingency association."""
     from scipy.stats.contingency import association
 
-    table = pd.crosstab(codes, group).to_numpy()
+    g = np.asarray(group, dtype=bool).astype(np.int64)
+    table = np.bincount(np.asarray(codes, dtype=np.int64) * 2 + g, minlength=2 * (int(codes.max()) + 1)).reshape(-1, 2)
     table = table[table.sum(axis=1) > 0]
     if table.shape[0] < 2 or table.shape[1] < 2:
         return 0.0
@@ -93,7 +96,8 @@ class ProxyResult:
         return {"attribute": self.attribute, "rows": self.rows, "features": self.features, "auc": self.auc,
                 "ci95": list(self.ci) if self.ci else None, "se": self.se, "top_proxies": self.top,
                 "associations": self.associations[:TOP_PROXIES * 2], "note": self.note,
-                "probe": f"HistGradientBoostingClassifier(max_iter={PROBE_ITER}), {PROBE_FOLDS}-fold stratified "
+                "probe": f"HistGradientBoostingClassifier(max_iter={PROBE_ITER}, learning_rate={PROBE_LEARNING_RATE}, "
+                         f"max_leaf_nodes={PROBE_LEAVES}), {PROBE_FOLDS}-fold stratified "
                          "cross-validated out-of-fold scores; DeLong 95% interval; association: Cramér's V"}
 
 
@@ -121,7 +125,8 @@ def probe(attribute: str, X: pd.DataFrame, group: np.ndarray, *, seed: int, bins
         result.note = f"the smaller group has {smaller} row(s) in the sample; a {PROBE_FOLDS}-fold probe needs more"
         return result
     matrix, categorical = _probe_matrix(X)
-    clf = HistGradientBoostingClassifier(max_iter=PROBE_ITER, categorical_features=categorical or None,
+    clf = HistGradientBoostingClassifier(max_iter=PROBE_ITER, learning_rate=PROBE_LEARNING_RATE,
+                                         max_leaf_nodes=PROBE_LEAVES, categorical_features=categorical or None,
                                          early_stopping=False, random_state=seed)
     folds = StratifiedKFold(n_splits=PROBE_FOLDS, shuffle=True, random_state=seed)
     from threadpoolctl import threadpool_limits

@@ -69,13 +69,23 @@ class ExplainabilityStage:
         has_labels = ctx.spec.data.label in test.columns
         features, source = candidate_features(ctx)
         rows = seeded_rows(len(test), ec.sample_size, ec.seed)
+        # importance on the first rows of the seeded sample: a random subset of it (the order is random)
+        rows = rows[np.random.default_rng(ec.seed).permutation(len(rows))]
         summary["sample"] = {"rows": len(rows), "of": len(test), "seed": ec.seed, "features_from": source}
         groups = {attr: ctx.privileged_mask(attr, "test") for attr in ctx.spec.data.protected_attributes}
 
-        self._proxies(ctx, test, features, rows, groups, checks, requires, summary)
-        self._importance(ctx, rows, groups, has_labels, checks, summary)
-        self._slices(ctx, test, features, has_labels, checks, requires, summary)
-        self._compare(ctx, groups, has_labels, checks, requires, summary)
+        from threadpoolctl import threadpool_limits
+
+        # One native thread (OpenMP/BLAS): the stages of a run execute in parallel on a few cores, and on a busy
+        # host OpenMP's and OpenBLAS's spinning thread teams made model predictions and the bootstrap's
+        # matrix-vector products 3-10x slower than one thread (bench/bench_explain.py).
+        with threadpool_limits(limits=1):
+            # The model scores the test data once; slices and the comparison share it.
+            score = None if ctx.spec.is_audit else ctx.score_features(ctx.feature_frame("test"))
+            self._proxies(ctx, test, features, rows, groups, checks, requires, summary)
+            self._importance(ctx, rows[:ec.importance_sample_size], groups, has_labels, checks, summary)
+            self._slices(ctx, test, features, has_labels, score, checks, requires, summary)
+            self._compare(ctx, groups, has_labels, score, checks, requires, summary)
         return outcome(NAME, checks, library=LIBRARY, summary=summary, requires=requires)
 
     # ------------------------------------------------------------------------------------------- proxies
@@ -147,8 +157,9 @@ class ExplainabilityStage:
 
     # ------------------------------------------------------------------------------------------- slices
     @staticmethod
-    def _slices(ctx: EvalContext, test: pd.DataFrame, features: list[str], has_labels: bool, checks: list[Check],
-                requires: list[RequiredCheck], summary: dict[str, Any]) -> None:
+    def _slices(ctx: EvalContext, test: pd.DataFrame, features: list[str], has_labels: bool,
+                score: np.ndarray | None, checks: list[Check], requires: list[RequiredCheck],
+                summary: dict[str, Any]) -> None:
         ec = ctx.spec.checks.explainability
         if not has_labels:
             why = f"no labels ({ctx.spec.data.label!r}) in the test data: errors cannot be counted"
@@ -158,7 +169,7 @@ class ExplainabilityStage:
             return
         alpha = statistics(ctx)[0]
         y = ctx.labels("test")
-        y_pred, _ = ctx.predictions("test")
+        y_pred = ctx.predictions("test")[0] if score is None else (score >= 0.5).astype(np.int64)
         names = list(dict.fromkeys([*features, *ctx.spec.data.protected_attributes]))
         coded = [c for c in (code_column(test[n], bins=ec.numeric_bins) for n in names) if c is not None]
         search = find_weak_slices(coded, y_pred != y, min_size=ec.min_slice_size,
@@ -179,8 +190,9 @@ class ExplainabilityStage:
             requires.append(RequiredCheck("max_weak_slices", "checks.explainability.max_weak_slices"))
 
     # ------------------------------------------------------------------------------------------- comparison
-    def _compare(self, ctx: EvalContext, groups: dict[str, np.ndarray], has_labels: bool, checks: list[Check],
-                 requires: list[RequiredCheck], summary: dict[str, Any]) -> None:
+    def _compare(self, ctx: EvalContext, groups: dict[str, np.ndarray], has_labels: bool,
+                 score: np.ndarray | None, checks: list[Check], requires: list[RequiredCheck],
+                 summary: dict[str, Any]) -> None:
         ec = ctx.spec.checks.explainability
         champion = dict(ctx.evidence.champion) if ctx.evidence is not None else {}
         references: list[tuple[str, dict[str, Any]]] = []
@@ -200,14 +212,14 @@ class ExplainabilityStage:
             summary["comparison"] = {"not_applicable": "no certified champion of this model name and no benchmark "
                                                        "in the spec: nothing to compare with"}
             return
-        if ctx.spec.is_audit or not has_labels:
+        if score is None or not has_labels:
             why = ("a predictions-only audit has no model to compare" if ctx.spec.is_audit
                    else "no labels in the test data")
             summary["comparison"] = {"not_applicable": why}
             return
         alpha, method, resamples, seed = statistics(ctx)
         y = ctx.labels("test")
-        challenger = ctx.score_features(ctx.feature_frame("test"))
+        challenger = score
         judged: list[tuple[compare.Metric, Any]] = []
         problems: list[str] = []
         refs_out: list[dict[str, Any]] = []
