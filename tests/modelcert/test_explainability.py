@@ -256,3 +256,19 @@ def test_benchmark_needs_a_model_and_a_matching_hash(tmp_path: Path, demo_build:
     artifact = str(REPO / "include" / "demo" / "models" / "german_credit.skops")
     with pytest.raises(ArtifactError, match="benchmark.sha256: the artifact .* hashes to"):
         preflight(german_spec(tmp_path, monkeypatch, benchmark={"artifact": artifact, "sha256": "0" * 64}))
+
+
+def test_recertification_may_rerun_explainability_with_overrides() -> None:
+    from modelcert.spec import merge_checks, parse_spec
+
+    base = {"model": {"name": "m", "version": "1", "owner": "a"}, "predictions": {"column": "p", "positive": [1]},
+            "use_case": {"description": "d", "risk_tier": "low"},
+            "data": {"test": "t.csv", "label": "y", "protected_attributes": {"s": {"privileged": [1]}}},
+            "recertification": {"current_data": "c.csv", "stages": ["explainability", "data_quality"],
+                                "checks": {"explainability": {"max_weak_slices": {"max": 2}}}}}
+    spec = parse_spec(base)
+    assert spec.recertification is not None
+    assert spec.recertification.effective_stages == ["data_quality", "explainability"]
+    merged = merge_checks(spec.checks, spec.recertification.checks)
+    assert merged.explainability.max_weak_slices.max == 2
+    assert merged.explainability.max_proxy_auc == spec.checks.explainability.max_proxy_auc
