@@ -5,7 +5,8 @@ Give a certification spec (a shipped one from `include/specs`, or a path). The r
 
 1. **register** validates the spec, hashes model, data and spec into the *evidence digest*, records the run;
 2. **stages** (one task each, in parallel): data quality (Great Expectations), performance (scikit-learn),
-   robustness (IBM ART), fairness (IBM AIF360), drift (Evidently), compliance (policy checks);
+   robustness (IBM ART), fairness (IBM AIF360), drift (Evidently), compliance (policy checks), explainability
+   (SHAP importance, proxies of protected attributes, weak slices, and the comparison with the certified champion);
 3. **decide** (the gate) reads what the stages stored and branches to the one task named for its verdict:
    **awaiting_signoff** → **request_signoff** hands the run to the **`signoff_model`** DAG (one DAG run per
    certification run, run id `signoff__<run id>`, its note naming the model and version), which waits in the
@@ -56,7 +57,7 @@ SHIPPED_SPECS = sorted(p.name for p in mc.SPEC_DIR.glob("*.yaml"))
 with DAG(
     dag_id="certify_model",
     dag_display_name="Certify a model",
-    description="Spec → six checks → gate → hand-off to sign-off",
+    description="Spec → seven checks → gate → hand-off to sign-off",
     doc_md=__doc__,
     schedule=None,
     start_date=datetime(2026, 1, 1),

@@ -8,8 +8,9 @@ On a schedule (`MODELCERT_RECERTIFY_SCHEDULE`, default `@daily`; `none` = manual
    the spec's `recertification.expiring_within_days`);
 3. **recertify** — one mapped task per model version: the checks that apply to production data (data quality,
    drift against the certification-time reference, performance and fairness when the current data has labels,
-   robustness when the spec asks for it) on the current data the spec's `recertification.current_data` names for
-   the run's date, with the certification thresholds and the section's overrides.
+   robustness and explainability when the spec asks for them) on the current data the spec's
+   `recertification.current_data` names for the run's date, with the certification thresholds and the
+   section's overrides.
    Green = every check holds (the certificate stays valid); red = a check failed (the certificate is
    **suspended**, reasons in Postgres) or the checks could not be made (e.g. no current data: recorded as error);
    pink = nothing to check (no `recertification:` section, or the certificate stopped being valid);

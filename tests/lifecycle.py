@@ -117,6 +117,23 @@ def accept_blocking_findings(engine: Any, run_id: str, roles: dict[str, set[str]
                               evidence_digest=digest_shown(engine, run_id), roles=roles or ROLES)
         done += out["accepted"]
     return done
+def certify_recorded(engine: Any, spec: Path, run_key: str) -> str:
+    """A certificate through the pipeline functions with every stage result recorded directly as passed (the
+    certification stages are not what the caller tests) and two real sign-offs; returns the certificate id."""
+    from modelcert.governance import Identity, record_decision
+
+    reg = pipeline.register(engine, spec, run_key=run_key, triggered_by="alice")
+    now = pipeline.utcnow()
+    for name in STAGE_NAMES:
+        # the high-tier policy wants an attack executed on the model: the recorded robustness result says one ran
+        summary = {"attacks_run": ["hop_skip_jump"]} if name == "robustness" else {}
+        pipeline.save_stage(engine, reg.run_id, StageOutcome(stage=name, status="passed", checks=(
+            Check(name="recorded_for_test", value=1.0, passed=True),), summary=summary), started=now, duration_s=0.0)
+    assert pipeline.decide(engine, reg.run_id)["status"] == "awaiting_signoff"
+    for who, role in (("bob", "model_validator"), ("dave", "risk_officer")):
+        record_decision(engine, reg.run_id, Identity(who, "test"), role=role, decision="approve", roles=ROLES,
+                        evidence_digest=digest_shown(engine, reg.run_id))
+    return str(pipeline.promote(engine, reg.run_id)["certificate_id"])
 
 
 def digest_shown(engine: Any, run_id: str) -> str:

@@ -328,6 +328,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             thr = (json.dumps({k: v for k, v in (c["threshold"] or {}).items() if k != "required"})
                    if c["threshold"] else "")
             con.print(f"  {mark:<6} " + escape(f"{c['name']}{subject} = {value} {thr}"))
+        if st["stage"] == "explainability":
+            from modelcert.explain_report import explainability_lines
+
+            for line in explainability_lines(st["summary"]):
+                con.print("  " + escape(line), soft_wrap=True)
     _print_findings(con, rep.get("findings") or [])
     _print_fairness_tables(con, report.fairness_tables(rep))
     con.print("\n[bold]sign-offs[/bold]")

@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modelcert.errors import ArtifactError, DataError
 from modelcert.spec import CertificationSpec, resolve_path
@@ -32,6 +33,10 @@ class Evidence:
     files: dict[str, dict[str, str | int]] = field(default_factory=dict)
     #: The risk policy the run is judged under, {"version", "sha256"} (covered by the digest: an approval binds it).
     policy: dict[str, str] = field(default_factory=dict)
+    #: The certified version this run's model is compared with (``modelcert.champion``), fixed at registration:
+    #: {"run_id", "certificate_id", "version", "artifact", "sha256", "format", "features", ...}. Covered by the
+    #: digest, so an approval binds the comparison to that champion.
+    champion: dict[str, Any] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -39,12 +44,16 @@ class Evidence:
                                       "files": {k: v["sha256"] for k, v in sorted(self.files.items())}}
         if self.policy:
             payload["policy"] = self.policy
+        if self.champion:
+            payload["champion"] = self.champion
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"spec_sha256": self.spec_sha256, "files": self.files, "digest": self.digest}
         if self.policy:
             out["policy"] = self.policy
+        if self.champion:
+            out["champion"] = self.champion
         return out
 
 
@@ -73,6 +82,15 @@ def collect_evidence(spec: CertificationSpec, spec_text: str, base_dir: Path) ->
                 f"{spec.model.sha256}; refusing to load it (the file changed or the spec is stale)"
             )
         files["model"] = {"path": str(path), "sha256": digest, "bytes": path.stat().st_size}
+    if spec.benchmark is not None:
+        path = resolve_path(spec.benchmark.artifact, base_dir, field="benchmark.artifact")
+        if not path.is_file():
+            raise ArtifactError(f"benchmark.artifact: file {str(path)!r} does not exist")
+        digest = sha256_file(path)
+        if digest != spec.benchmark.sha256:
+            raise ArtifactError(f"benchmark.sha256: the artifact {str(path)!r} hashes to {digest}, but the spec "
+                                f"declares {spec.benchmark.sha256}; refusing to load it")
+        files["benchmark"] = {"path": str(path), "sha256": digest, "bytes": path.stat().st_size}
     for name, path in dataset_paths(spec, base_dir).items():
         if not path.is_file():
             raise DataError(f"data.{name}: file {str(path)!r} does not exist")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,9 @@ def _register_run(engine: Engine, spec: CertificationSpec, text: str, evidence: 
             raise ModelcertError(f"run {run.id} ({run_key}) is already {previous}; "
                                  "start a new run instead of re-running it")
         mv = _model_version(s, spec)
+        from modelcert.champion import champion_reference
+
+        evidence = replace(evidence, champion=champion_reference(s, spec))
         changed = previous is not None and run.evidence_digest != evidence.digest
         run.model_version_id = mv.id
         run.spec = spec.model_dump(mode="json")
@@ -179,7 +182,8 @@ def _record_register_error(engine: Engine, path: Path, run_key: str, exc: Except
 def context_for(run: CertificationRun) -> EvalContext:
     spec = parse_spec(run.spec, source=run.spec_path)
     ev = run.evidence or {}
-    evidence = Evidence(spec_sha256=ev.get("spec_sha256", ""), files=ev.get("files", {}), policy=ev.get("policy") or {})
+    evidence = Evidence(spec_sha256=ev.get("spec_sha256", ""), files=ev.get("files", {}), policy=ev.get("policy") or {},
+                        champion=ev.get("champion") or {})
     return EvalContext(spec=spec, base_dir=Path(run.spec_base_dir), evidence=evidence)
 
 

@@ -43,7 +43,7 @@ DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[1] / "config" / "policy.y
 #: A policy is a short, human-reviewed file; anything bigger is a mistake (or an attack on the loader).
 MAX_POLICY_BYTES = 256 * 1024
 ArtifactFormat = Literal["skops", "joblib"]
-Stage = Literal["data_quality", "performance", "robustness", "fairness", "drift", "compliance"]
+Stage = Literal["data_quality", "performance", "robustness", "fairness", "drift", "compliance", "explainability"]
 Declaration = Literal["intended_use", "owner", "risk_tier", "data_retention_days", "consent_basis"]
 
 

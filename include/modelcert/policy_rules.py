@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from modelcert.spec import CertificationSpec
 
 #: Stages whose checks are a section of named thresholds, and stages whose checks are a metric map.
-_SECTIONS = ("data_quality", "robustness")
+_SECTIONS = ("data_quality", "robustness", "explainability")
 _MAPS = ("performance", "fairness")
 
 
@@ -191,7 +191,7 @@ def _stage_problems(spec: CertificationSpec, tier_name: str, tier: TierPolicy, l
         effective = _effective_checks(spec, tier)
     except ValueError:
         return found  # an impossible bound is already named by the threshold problems
-    for stage in ("data_quality", "performance", "fairness", "robustness"):
+    for stage in ("data_quality", "performance", "fairness", "robustness", "explainability"):
         if stage in tier.mandatory_stages and not any(
                 t.required for key, (t, _) in effective.items() if key.startswith(stage + ".")):
             if stage == "robustness" and spec.is_audit:

@@ -322,6 +322,62 @@ class DriftChecks(_Strict):
     required: bool = True
 
 
+class ExplainabilityChecks(_Strict):
+    """Why the model decides (importance), whether its inputs stand in for a protected attribute (proxies), where
+    it is weak (slices), and whether it is no worse than the certified version it replaces (champion) or a
+    benchmark. The change bounds judge ``champion - challenger`` (a positive value = the new model is worse)."""
+
+    #: Proxy strength: the cross-validated ROC AUC of a probe predicting a protected attribute's privileged group
+    #: from the model's own features (0.5 = no information). Judged on its 95% (DeLong) interval.
+    max_proxy_auc: Threshold = Threshold(max=0.8, required=False)
+    #: Test-data slices (one or two features) whose error rate is significantly above the rest of the data
+    #: (Benjamini-Hochberg across every slice tried) by at least ``slice_min_difference``.
+    max_weak_slices: Threshold = Threshold(max=0, required=False)
+    #: ROC AUC of the champion (or benchmark) minus the challenger's, judged on the paired bootstrap interval.
+    roc_auc_max_drop: Threshold = Threshold(max=0.01)
+    #: Accuracy of the champion minus the challenger's (informational unless required by the policy or the spec).
+    accuracy_max_drop: Threshold = Threshold(max=0.02, required=False)
+    #: Per protected attribute: the impact ratio (favorable-rate ratio of the two groups, the smaller over the
+    #: larger, so 1 = parity) of the champion minus the challenger's.
+    impact_ratio_max_drop: Threshold = Threshold(max=0.05)
+    #: Rows of the test data the proxy probe uses (a seeded sample; all rows when fewer).
+    sample_size: int = Field(default=2000, ge=100, le=100_000)
+    #: Rows of that sample explained for importance (SHAP costs per row; 500 rows rank features stably).
+    importance_sample_size: int = Field(default=500, ge=50, le=100_000)
+    #: Smallest slice (rows) tried for weak slices.
+    min_slice_size: int = Field(default=50, ge=10, le=1_000_000)
+    #: The smallest error-rate excess over the rest of the data that makes a significant slice weak.
+    slice_min_difference: float = Field(default=0.05, ge=0, le=1)
+    #: Quantile bins for a numeric feature in slices and Cramér's V (more distinct values than this).
+    numeric_bins: int = Field(default=4, ge=2, le=20)
+    #: Slices reported in the evidence (the weakest first).
+    top_slices: int = Field(default=10, ge=1, le=100)
+    #: Shuffles per feature for permutation importance (when SHAP does not fit the model).
+    permutation_repeats: int = Field(default=5, ge=1, le=50)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
+class BenchmarkSection(_Strict):
+    """A simple reference model (e.g. a logistic regression) the certified model is compared with, as model-risk
+    guidance asks: same test data, same paired bootstrap and change bounds as the champion comparison."""
+
+    artifact: PathText
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    format: Literal["skops", "joblib"] | None = None
+    #: The benchmark's input columns; default: the model's ``features``.
+    features: list[Column] | None = Field(default=None, max_length=MAX_COLUMNS)
+    trusted_types: list[ShortText] = []
+
+    @model_validator(mode="after")
+    def _format(self) -> BenchmarkSection:
+        if self.format is None:
+            fmt = {".skops": "skops", ".joblib": "joblib", ".pkl": "joblib"}.get(Path(self.artifact).suffix.lower())
+            if fmt is None:
+                raise ValueError(f"cannot tell the format of {self.artifact!r}; set format: skops or joblib")
+            object.__setattr__(self, "format", fmt)
+        return self
+
+
 class ComplianceChecks(_Strict):
     require: list[Literal["intended_use", "owner", "risk_tier", "data_retention_days",
                           "consent_basis"]] = list(DECLARATIONS)
@@ -340,10 +396,11 @@ class Checks(_Strict):
     }
     drift: DriftChecks = DriftChecks()
     compliance: ComplianceChecks = ComplianceChecks()
+    explainability: ExplainabilityChecks = ExplainabilityChecks()
 
 
 #: Stages a recertification may re-run on production data (compliance judges the spec, not data).
-RECERTIFICATION_STAGES = ("data_quality", "drift", "performance", "fairness", "robustness")
+RECERTIFICATION_STAGES = ("data_quality", "drift", "performance", "fairness", "robustness", "explainability")
 DEFAULT_RECERTIFICATION_STAGES = ("data_quality", "drift", "performance", "fairness")
 #: Stages that judge predictions against true labels: they need labels in the current data.
 LABEL_STAGES = ("performance", "fairness", "robustness")
@@ -372,6 +429,7 @@ class RecertificationChecks(_Strict):
     fairness: Annotated[dict[str, Threshold | None],
                         BeforeValidator(_optional_threshold_map(FAIRNESS_METRICS))] | None = None
     drift: DriftChecks | None = None
+    explainability: ExplainabilityChecks | None = None
 
     @model_serializer(mode="wrap")
     def _only_given(self, handler: Any) -> dict[str, Any]:
@@ -392,7 +450,7 @@ class RecertificationChecks(_Strict):
     def _no_compliance(cls, v: Any) -> Any:
         if isinstance(v, dict) and "compliance" in v:
             raise ValueError("compliance: judges the spec, not production data; it is not re-run in recertification "
-                             "(allowed: data_quality, performance, robustness, fairness, drift)")
+                             "(allowed: data_quality, performance, robustness, fairness, drift, explainability)")
         return v
 
 
@@ -422,7 +480,8 @@ class RecertificationSection(_Strict):
     current_data: PathText
     #: Stages re-run on the current data. Default: data_quality, drift, performance, fairness (the last two are
     #: recorded not applicable when the current data has no labels).
-    stages: list[Literal["data_quality", "drift", "performance", "fairness", "robustness"]] | None = Field(
+    stages: list[Literal["data_quality", "drift", "performance", "fairness", "robustness",
+                         "explainability"]] | None = Field(
         default=None, min_length=1)
     #: Whether the current data holds true labels (``data.label``); performance, fairness and robustness need them.
     labels_available: bool = False
@@ -515,6 +574,8 @@ class CertificationSpec(_Strict):
     statistics: Statistics = Statistics()
     #: Optional: how the schedule recertifies the certified model on production data.
     recertification: RecertificationSection | None = None
+    #: Optional: a reference model the explainability stage compares this model with (``checks.explainability``).
+    benchmark: BenchmarkSection | None = None
 
     @field_validator("recertification")
     @classmethod
@@ -532,6 +593,9 @@ class CertificationSpec(_Strict):
 
     @model_validator(mode="after")
     def _model_or_predictions(self) -> CertificationSpec:
+        if self.benchmark is not None and self.model.artifact is None:
+            raise ValueError("benchmark: a comparison needs the model itself; a predictions-only audit has no "
+                             "model.artifact to compare (remove benchmark)")
         if self.model.artifact is None and self.predictions is None:
             raise ValueError("give either model.artifact (with sha256 and features) "
                              "or predictions (a column of the test data)")

@@ -52,6 +52,8 @@ CHECKS: dict[str, tuple[str, ...]] = {
     "robustness": ("min_robust_accuracy", "max_flip_rate"),
     "fairness": FAIRNESS_METRICS,
     "drift": ("max_drifted_share",),
+    "explainability": ("max_proxy_auc", "max_weak_slices", "roc_auc_max_drop", "accuracy_max_drop",
+                       "impact_ratio_max_drop"),
 }
 KNOWN_CHECKS = frozenset(f"{stage}.{name}" for stage, names in CHECKS.items() for name in names)
 

@@ -188,8 +188,11 @@ async def run_page(request: Request, run_id: str) -> Response:
     for so in rep["signoffs"]:
         if so["decision"] == "approve" and so["evidence_digest"] == rep["evidence_digest"]:
             approved_by.setdefault(so["role"], []).append(so["approver"])
+    from modelcert.explain_report import explainability_tables
+
+    explain = next((st["summary"] for st in rep["stages"] if st["stage"] == "explainability"), None)
     return render(request, "run.html", caller=caller, run=rep, checks=_checks_failed_first(rep),
-                  fairness_tables=fairness_tables(rep),
+                  fairness_tables=fairness_tables(rep), explain_tables=explainability_tables(explain),
                   approved_by=approved_by, why_no_buttons=_why_no_buttons(rep, caller), csrf_header=CSRF_HEADER,
                   flash=request.query_params.get("done"), title=f"{rep['model']} {rep['version']} — certification run")
 

@@ -60,7 +60,7 @@ def test_dag_folder(tmp_path: Path) -> None:
     assert bag["errors"] == {}
     dag = bag["dags"]["certify_model"]
     assert "modelcert" in dag["tags"] and dag["doc"]
-    stages = ["data_quality", "performance", "robustness", "fairness", "drift", "compliance"]
+    stages = ["data_quality", "performance", "robustness", "fairness", "drift", "compliance", "explainability"]
     # The certification DAG ends at the decision: nothing in it waits for people. decide branches to one terminal
     # task per verdict, so the grid names the verdict; only awaiting_signoff leads on to the sign-off DAG.
     verdicts = ["awaiting_signoff", "error", "rejected"]

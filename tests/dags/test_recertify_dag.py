@@ -16,13 +16,9 @@ import pytest
 import yaml
 from sqlalchemy import func, select, update
 
-from modelcert import pipeline
 from modelcert.db.models import AuditEvent, Certificate, CertificationRun, CheckResult, ModelVersion, StageResult
 from modelcert.db.session import get_engine, reader, transaction
-from modelcert.governance import Identity, record_decision
-from modelcert.stages import STAGE_NAMES
-from modelcert.stages.base import Check, StageOutcome
-from tests.lifecycle import digest_shown
+from tests.lifecycle import certify_recorded
 
 pytestmark = [pytest.mark.slow, pytest.mark.store]
 RUNNER = Path(__file__).with_name("recertify_runner.py")
@@ -56,20 +52,7 @@ def write_spec(folder: Path, name: str, current_data: str | None) -> Path:
 
 
 def certify(engine: Any, spec: Path) -> str:
-    """A certificate through the pipeline functions (stage results recorded directly: the certification stages are
-    not what this test is about) and two real sign-offs."""
-    reg = pipeline.register(engine, spec, run_key=f"certify_model/{spec.stem}", triggered_by="alice")
-    now = pipeline.utcnow()
-    for name in STAGE_NAMES:
-        # the high-tier policy wants an attack executed on the model: the recorded robustness result says one ran
-        summary = {"attacks_run": ["hop_skip_jump"]} if name == "robustness" else {}
-        pipeline.save_stage(engine, reg.run_id, StageOutcome(stage=name, status="passed", checks=(
-            Check(name="recorded_for_test", value=1.0, passed=True),), summary=summary), started=now, duration_s=0.0)
-    assert pipeline.decide(engine, reg.run_id)["status"] == "awaiting_signoff"
-    for who, role in (("bob", "model_validator"), ("dave", "risk_officer")):
-        record_decision(engine, reg.run_id, Identity(who, "test"), role=role, decision="approve", roles=ROLES,
-                        evidence_digest=digest_shown(engine, reg.run_id))
-    return str(pipeline.promote(engine, reg.run_id)["certificate_id"])
+    return certify_recorded(engine, spec, f"certify_model/{spec.stem}")
 
 
 def counts(engine: Any) -> dict[str, int]:

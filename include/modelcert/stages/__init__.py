@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "fairness": "modelcert.stages.fairness",
     "drift": "modelcert.stages.drift",
     "compliance": "modelcert.stages.compliance",
+    "explainability": "modelcert.stages.explainability",
 }
 STAGE_NAMES: tuple[str, ...] = tuple(REGISTRY)
 

@@ -350,3 +350,16 @@ def test_recertification_page_shows_the_same_fairness_table(page: Callable[..., 
     section = _fairness_section(text)
     assert "tiny&lt;i&gt;" in section and "share 1.00% &lt; data.min_group_share 0.02" in section
     assert ">fail</span>" in section
+def test_explainability_evidence_is_a_table_per_section(page: Callable[..., Any], engine: Any,
+                                                         spec_path: Path) -> None:
+    """The real explainability stage on the tiny audit: proxies and slices as tables, importance and comparison
+    with the reason they did not apply."""
+    reg = pipeline.register(engine, spec_path, run_key="explain/1", triggered_by="alice")
+    pipeline.run_stage(engine, reg.run_id, "explainability")
+    r = page("bob", f"{UI}/runs/{reg.run_id}")
+    assert r.status_code == 200
+    proxies = r.text.split('id="explain-proxies"', 1)[1].split("</table>", 1)[0]
+    assert "<td>sex</td>" in proxies and "<td>x" in proxies  # the attribute and its strongest proxy, column x
+    assert 'id="explain-slices"' in r.text or "weak of" in r.text
+    assert "no model to explain" in html.unescape(r.text)  # importance: not applicable, with why
+    assert "nothing to compare with" in html.unescape(r.text)  # no champion, no benchmark
