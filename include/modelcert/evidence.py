@@ -32,6 +32,9 @@ class Evidence:
     files: dict[str, dict[str, str | int]] = field(default_factory=dict)
     #: The risk policy the run is judged under, {"version", "sha256"} (covered by the digest: an approval binds it).
     policy: dict[str, str] = field(default_factory=dict)
+    #: The evaluation cache's manifest (``modelcert.evalcache``): sha256 of each cached file. Not part of the
+    #: digest (it is derived from what the digest covers); it is what a cached file must hash to be used.
+    cache: dict[str, object] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -45,6 +48,8 @@ class Evidence:
         out: dict[str, object] = {"spec_sha256": self.spec_sha256, "files": self.files, "digest": self.digest}
         if self.policy:
             out["policy"] = self.policy
+        if self.cache:
+            out["cache"] = self.cache
         return out
 
 
