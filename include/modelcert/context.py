@@ -42,11 +42,39 @@ def read_table(path: Path, *, field_name: str, columns: Sequence[str] | None = N
                 columns = [c for c in dict.fromkeys(columns) if c in present]
             return pq.read_table(path, columns=columns, memory_map=True).to_pandas()
         if suffix in (".csv", ".txt"):
-            return pd.read_csv(path)
+            return read_csv_compact(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes a field-named DataError
         raise DataError(f"{field_name}: cannot read {short(str(path))} as {suffix.lstrip('.')}: "
                         f"{clip(str(exc), 200)}") from exc
     raise DataError(f"{field_name}: {short(str(path))} has suffix {short(suffix)}; allowed: .csv, .parquet")
+
+
+#: Rows read first to find a CSV file's text columns (see :func:`read_csv_compact`).
+CSV_SNIFF_ROWS = 10_000
+_BOOL_TEXT = {"true", "false"}
+
+
+def read_csv_compact(path: Path) -> pd.DataFrame:
+    """``pd.read_csv(path)``, same values and dtypes, in a fraction of the memory for text columns.
+
+    pandas makes one Python string per cell of a text column (~50 bytes each: ~3 GB for 9 text columns of 6.7 M
+    rows). Columns that are text in the first rows are parsed as categoricals instead (one string per distinct
+    value) and turned back into object columns that share those strings. It is the same data: a categorical's
+    categories are always parsed as strings, as pandas parses a text column; a column where any category looks
+    like a number or a boolean (which ``read_csv`` may have converted in part, chunk by chunk) is read again the
+    plain way."""
+    head = pd.read_csv(path, nrows=CSV_SNIFF_ROWS)
+    text = [c for c in head.columns
+            if head[c].dtype == object and head[c].map(type).isin([str, float]).all() and head[c].notna().any()]
+    if not text or len(head) < CSV_SNIFF_ROWS:
+        return head if len(head) < CSV_SNIFF_ROWS else pd.read_csv(path)
+    df = pd.read_csv(path, dtype={c: "category" for c in text})
+    for c in text:
+        cats = pd.Series(df[c].cat.categories, dtype=object)
+        if pd.to_numeric(cats, errors="coerce").notna().any() or cats.str.lower().isin(_BOOL_TEXT).any():
+            return pd.read_csv(path)
+        df[c] = df[c].astype(object)
+    return df
 
 
 def load_model_file(path: Path, *, fmt: str, expected_sha256: str, trusted_types: Iterable[str],

@@ -213,3 +213,27 @@ def test_parquet_inputs_are_read_pruned_and_undeclared_columns_still_refused(ger
     ctx = EvalContext(spec=pf.spec, base_dir=parquet.parent)
     assert ctx.source_columns("test")[-1] == "secret_notes"
     assert np.array_equal(ctx.frame("test")["credit_risk"].to_numpy(), df["credit_risk"].to_numpy())
+
+
+@pytest.mark.parametrize("later", [
+    ["x", "y", None],          # text throughout (read compactly)
+    ["12", "13", "14"],        # text first, numbers later: pandas may convert chunk by chunk -> plain read
+    ["True", "False", "True"],  # booleans later -> plain read
+])
+def test_compact_csv_reading_gives_exactly_what_read_csv_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               later: list[Any]) -> None:
+    import modelcert.context as context
+
+    monkeypatch.setattr(context, "CSV_SNIFF_ROWS", 50)
+    rng = np.random.default_rng(0)
+    n = 300_000  # several of pandas' internal parser chunks
+    col = rng.choice(["a", "b", None], n).astype(object)
+    col[-3:] = later
+    df = pd.DataFrame({"t": col, "x": rng.integers(0, 5, n), "f": rng.random(n).round(3),
+                       "s": rng.choice(["Male", "Female"], n)})
+    path = tmp_path / "d.csv"
+    df.to_csv(path, index=False)
+    pd.testing.assert_frame_equal(context.read_csv_compact(path), pd.read_csv(path), check_exact=True)
+    small = tmp_path / "small.csv"
+    df.head(20).to_csv(small, index=False)
+    pd.testing.assert_frame_equal(context.read_csv_compact(small), pd.read_csv(small), check_exact=True)
