@@ -49,6 +49,8 @@ def read_table(path: Path, *, field_name: str, columns: Sequence[str] | None = N
     raise DataError(f"{field_name}: {short(str(path))} has suffix {short(suffix)}; allowed: .csv, .parquet")
 
 
+#: Rows per model call when predicting a dataset (the model is row-wise: batches give the same predictions).
+PREDICT_BATCH = 131_072
 #: Rows read first to find a CSV file's text columns (see :func:`read_csv_compact`).
 CSV_SNIFF_ROWS = 10_000
 _BOOL_TEXT = {"true", "false"}
@@ -144,6 +146,7 @@ class EvalContext:
     #: dataset -> seconds the model took to predict it in this context (for throughput).
     prediction_seconds: dict[str, float] = field(default_factory=dict)
     _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    _paths: dict[str, Path] = field(default_factory=dict, repr=False)
     _checked_features: set[str] = field(default_factory=set, repr=False)
 
     # ---------------------------------------------------------------- data
@@ -161,6 +164,11 @@ class EvalContext:
             if name not in paths:
                 raise DataError(f"data.{dataset}: no {dataset} dataset is given in the spec")
             path = paths[name]
+            same = [d for d, p in self._paths.items() if p == path and d in self._frames]
+            if same:  # e.g. current is the test file, reference the training file: one read, one frame
+                self._frames[dataset] = self._frames[same[0]]
+                return self._frames[dataset]
+            self._paths[dataset] = path
             cached = self._cached_frame(name)
             if cached is not None:
                 self._frames[dataset] = cached
@@ -179,7 +187,7 @@ class EvalContext:
             if df.empty:
                 raise DataError(f"data.{name}: {str(path)!r} has no rows")
             self._frames[dataset] = df
-            self._rewrite_cache("datasets", name, lambda d: evalcache.write_frame(df, d / evalcache.dataset_file(name)))
+            self._rewrite_cache("datasets", name, lambda target: evalcache.write_frame(df, target))
         return self._frames[dataset]
 
     def source_columns(self, dataset: str) -> list[str]:
@@ -222,10 +230,11 @@ class EvalContext:
         """After a cache miss (file absent on this worker, or not the registered bytes): write it again from what
         was just read from the verified source, so the next stage on this machine finds it."""
         folder = self._cache_dir()
-        if folder is None or name not in (self.cache or {}).get(kind, {}):
+        entry = (self.cache or {}).get(kind, {}).get(name)
+        if folder is None or entry is None:
             return
         try:
-            write(folder)
+            write(folder / entry["file"])
         except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: a failed write costs time only
             import logging
 
@@ -388,7 +397,12 @@ class EvalContext:
         raise ArtifactError(f"data.positive_label: {pos!r} is not among the model's classes {classes}")
 
     def score_features(self, X: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class for feature rows."""
+        """Probability of the positive class for feature rows, predicted in batches of :data:`PREDICT_BATCH`
+        rows: a pipeline's intermediate arrays (e.g. one-hot columns, ~100 floats a row) then stay bounded
+        instead of growing with the data (2.6 GB for 3.3 M rows)."""
+        if len(X) > PREDICT_BATCH:
+            return np.concatenate([self.score_features(X.iloc[i:i + PREDICT_BATCH])
+                                   for i in range(0, len(X), PREDICT_BATCH)])
         model = self.model
         if hasattr(model, "predict_proba"):
             return np.asarray(model.predict_proba(X))[:, self.positive_index()].astype(float)
@@ -435,8 +449,8 @@ class EvalContext:
         self.prediction_seconds[dataset] = time.perf_counter() - t0
         result = (score >= 0.5).astype(np.int64), score
         seconds = self.prediction_seconds[dataset]
-        self._rewrite_cache("predictions", dataset, lambda d: evalcache.store_predictions(
-            result[0], score, seconds, d / evalcache.predictions_file(dataset)))
+        self._rewrite_cache("predictions", dataset,
+                            lambda target: evalcache.store_predictions(result[0], score, seconds, target))
         return result
 
     # ---------------------------------------------------------------- groups

@@ -102,11 +102,16 @@ def build(ctx: EvalContext, root: Path, digest: str) -> dict[str, Any]:
     assert ctx.evidence is not None
     out_dir = run_dir(root, digest)
     manifest: dict[str, Any] = {"datasets": {}, "predictions": {}}
-    for name in ctx.evidence.files:
+    written: dict[object, dict[str, Any]] = {}  # source sha256 -> entry: one file for e.g. test = current
+    for name, source in ctx.evidence.files.items():
         if name == "model":
+            continue
+        if source["sha256"] in written:
+            manifest["datasets"][name] = dict(written[source["sha256"]])
             continue
         try:
             manifest["datasets"][name] = write_frame(ctx.frame(name), out_dir / dataset_file(name))
+            written[source["sha256"]] = manifest["datasets"][name]
         except (pa.ArrowException, TypeError, ValueError) as exc:
             log.warning("evaluation cache: data.%s not cached (%s: %s); stages read the source file",
                         name, type(exc).__name__, exc)
