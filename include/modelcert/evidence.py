@@ -37,6 +37,9 @@ class Evidence:
     #: {"run_id", "certificate_id", "version", "artifact", "sha256", "format", "features", ...}. Covered by the
     #: digest, so an approval binds the comparison to that champion.
     champion: dict[str, Any] = field(default_factory=dict)
+    #: The evaluation cache's manifest (``modelcert.evalcache``): sha256 of each cached file. Not part of the
+    #: digest (it is derived from what the digest covers); it is what a cached file must hash to be used.
+    cache: dict[str, object] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -54,6 +57,8 @@ class Evidence:
             out["policy"] = self.policy
         if self.champion:
             out["champion"] = self.champion
+        if self.cache:
+            out["cache"] = self.cache
         return out
 
 

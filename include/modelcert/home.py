@@ -30,6 +30,13 @@ def modelcert_home() -> Path:
     return Path.home() / ".modelcert"
 
 
+def evaluation_cache_dir() -> Path:
+    """Where a worker keeps evaluation caches (``modelcert.evalcache``): ``MODELCERT_CACHE_DIR``, else
+    ``MODELCERT_HOME/cache``. Local to each machine: a worker without a run's cache rebuilds it from the sources."""
+    env = os.environ.get("MODELCERT_CACHE_DIR")
+    return Path(env) if env else modelcert_home() / "cache"
+
+
 class _Embedded:
     """The embedded PostgreSQL this process started, if any (one per process; stopped by whoever started it)."""
 

@@ -74,8 +74,16 @@ def register(engine: Engine, spec_path: str | Path, *, run_key: str, triggered_b
     except ModelcertError as exc:
         _record_register_error(engine, path, run_key, exc, triggered_by, dag_id, airflow_run_id)
         raise
+    evidence = checked.evidence
     try:
-        return _register_run(engine, checked.spec, checked.text, checked.evidence, path, run_key=run_key,
+        evidence = replace(evidence, cache=build_cache(checked.context))
+    except ModelcertError as exc:  # e.g. the model cannot predict the test set: recorded like any refusal
+        _record_register_error(engine, path, run_key, exc, triggered_by, dag_id, airflow_run_id)
+        raise
+    finally:
+        checked.context.close()
+    try:
+        return _register_run(engine, checked.spec, checked.text, evidence, path, run_key=run_key,
                              triggered_by=triggered_by, dag_id=dag_id, airflow_run_id=airflow_run_id)
     except (OperationalError, InterfaceError):
         raise  # the database is unreachable: nothing can be recorded; the orchestrator retries
@@ -86,6 +94,22 @@ def register(engine: Engine, spec_path: str | Path, *, run_key: str, triggered_b
                          f"{': ' + _clip(cause, 200) if cause else ''}")
         _record_register_error(engine, path, run_key, err, triggered_by, dag_id, airflow_run_id)
         raise err from exc
+
+
+def build_cache(ctx: EvalContext) -> dict[str, Any]:
+    """Write the run's evaluation cache (datasets as Parquet, test predictions) from the frames preflight already
+    read, so the stages neither re-read the CSV files nor predict again (``modelcert.evalcache``)."""
+    from modelcert import evalcache
+    from modelcert.home import evaluation_cache_dir
+
+    assert ctx.evidence is not None
+    try:
+        return evalcache.build(ctx, evaluation_cache_dir(), ctx.evidence.digest)
+    except OSError as exc:  # no room or no permission for the cache: the stages read the sources, as before
+        import logging
+
+        logging.getLogger("modelcert.cache").warning("evaluation cache not written: %s", exc)
+        return {}
 
 
 def _register_run(engine: Engine, spec: CertificationSpec, text: str, evidence: Evidence, path: Path, *, run_key: str,
@@ -183,8 +207,12 @@ def context_for(run: CertificationRun) -> EvalContext:
     spec = parse_spec(run.spec, source=run.spec_path)
     ev = run.evidence or {}
     evidence = Evidence(spec_sha256=ev.get("spec_sha256", ""), files=ev.get("files", {}), policy=ev.get("policy") or {},
-                        champion=ev.get("champion") or {})
-    return EvalContext(spec=spec, base_dir=Path(run.spec_base_dir), evidence=evidence)
+                        champion=ev.get("champion") or {},
+                        cache=ev.get("cache") or {})
+    from modelcert.home import evaluation_cache_dir
+
+    return EvalContext(spec=spec, base_dir=Path(run.spec_base_dir), evidence=evidence,
+                       cache=evidence.cache or None, cache_root=evaluation_cache_dir())
 
 
 def run_stage(engine: Engine, run_id: str, stage_name: str, *, attempt: int = 1) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelcert.context import EvalContext
+from modelcert.context import EvalContext, used_columns
 from modelcert.errors import ArtifactError, DataError, SpecError
 from modelcert.evidence import DATASETS, Evidence, collect_evidence
 from modelcert.safe_yaml import clip, short
@@ -45,6 +45,8 @@ class Preflight:
     submitted: CertificationSpec
     #: The risk policy the run is judged under.
     policy: Policy
+    #: The context the checks ran in, holding the datasets as read (register writes the evaluation cache from it).
+    context: EvalContext
 
 
 def preflight(spec_path: str | Path, *, engine: Engine | None = None) -> Preflight:
@@ -63,7 +65,7 @@ def preflight(spec_path: str | Path, *, engine: Engine | None = None) -> Preflig
     shapes = check_columns(ctx)
     check_values(ctx)
     return Preflight(path=path, spec=spec, text=text, evidence=evidence, shapes=shapes, submitted=submitted,
-                     policy=policy)
+                     policy=policy, context=ctx)
 
 
 def _apply_policy(spec: CertificationSpec, engine: Engine | None) -> tuple[Policy, CertificationSpec]:
@@ -123,30 +125,6 @@ def check_artifact_types(spec: CertificationSpec, base: Path) -> None:
                             "vouches for them (the policy must have reviewed them)")
 
 
-def used_columns(spec: CertificationSpec) -> dict[str, str]:
-    """Every column the spec uses, mapped to the first field that uses it."""
-    used: dict[str, str] = {}
-
-    def add(columns: object, field_name: str) -> None:
-        for c in columns or []:  # type: ignore[union-attr]
-            used.setdefault(str(c), field_name)
-
-    d, checks = spec.data, spec.checks
-    add(spec.model.features, "model.features")
-    add([d.label], "data.label")
-    add(d.protected_attributes, "data.protected_attributes")
-    if spec.predictions is not None:
-        add([spec.predictions.column], "predictions.column")
-        add([spec.predictions.score_column] if spec.predictions.score_column else [], "predictions.score_column")
-    add(spec.governance.pii_columns, "governance.pii_columns")
-    add(checks.data_quality.value_sets, "checks.data_quality.value_sets")
-    add(checks.data_quality.ranges, "checks.data_quality.ranges")
-    add(checks.data_quality.dtypes, "checks.data_quality.dtypes")
-    add(checks.drift.columns, "checks.drift.columns")
-    add(checks.robustness.frozen_features, "checks.robustness.frozen_features")
-    return used
-
-
 def check_columns(ctx: EvalContext) -> dict[str, tuple[int, int]]:
     """Each dataset is readable and non-empty, and each of its columns is used by the spec or declared under
     ``data.extra_columns``: 2,000 columns nobody declared must not ride along unseen."""
@@ -163,8 +141,9 @@ def check_columns(ctx: EvalContext) -> dict[str, tuple[int, int]]:
         if getattr(spec.data, name) is None:
             continue
         df = ctx.frame(name)
-        shapes[name] = (len(df), len(df.columns))
-        undeclared = [str(c) for c in df.columns if str(c) not in declared]
+        columns = ctx.source_columns(name)  # a Parquet file's own columns: frame() reads only declared ones
+        shapes[name] = (len(df), len(columns))
+        undeclared = [c for c in columns if c not in declared]
         if undeclared:
             shown = ", ".join(short(c, 40) for c in undeclared[:SHOWN_COLUMNS])
             more = f", … ({len(undeclared) - SHOWN_COLUMNS} more)" if len(undeclared) > SHOWN_COLUMNS else ""

@@ -320,6 +320,9 @@ class DriftChecks(_Strict):
     column_threshold: float | None = None
     columns: list[Column] | None = None
     required: bool = True
+    #: Above this many rows (in data.reference or data.current) drift is computed on a seeded sample of this many
+    #: rows per dataset, stratified by the label; its size and sampling error are stored. None = always all rows.
+    sample_above: int | None = Field(default=200_000, ge=1_000)
 
 
 class ExplainabilityChecks(_Strict):

@@ -133,11 +133,18 @@ def test_hash_mismatch_is_recorded_as_error_and_nothing_else_changes(engine: Any
     assert count(engine, StageResult, run_id=good) == len(STAGE_NAMES)
 
 
-def test_data_changed_after_registration_is_a_stage_error(engine: Any, spec_path: Path) -> None:
+def test_data_changed_after_registration_is_a_stage_error(engine: Any, spec_path: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    monkeypatch.setenv("MODELCERT_CACHE_DIR", str(tmp_path / "cache"))
     reg = pipeline.register(engine, spec_path, run_key="k3")
     (spec_path.parent / "test.csv").write_text("x,sex,y,pred\n1,m,0,1\n2,f,1,0\n")
     out = pipeline.run_stage(engine, reg.run_id, "compliance")
-    # compliance does not read the data; performance does and must refuse changed evidence
+    # The evaluation cache holds the registered bytes (verified by their sha256): a stage judges those.
+    assert pipeline.run_stage(engine, reg.run_id, "performance")["status"] != "error"
+    # Without it (a worker that has no copy), the stage reads the source and must refuse changed evidence.
+    shutil.rmtree(tmp_path / "cache")
     out = pipeline.run_stage(engine, reg.run_id, "performance")
     assert out["status"] == "error" and "changed since the run was registered" in out["reason"]
 

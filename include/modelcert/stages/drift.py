@@ -1,10 +1,17 @@
-"""Data drift with Evidently 0.7 (``Report`` + ``DataDriftPreset``): reference data (``data.reference``, else the
-training data) against production-like data (``data.current``).
+"""Data drift with Evidently 0.7 (its per-column statistical tests, as ``DataDriftPreset`` picks them): reference
+data (``data.reference``, else the training data) against production-like data (``data.current``).
 
 Columns compared: ``checks.drift.columns`` when given, else the model's features, else (a third-party audit without
 a model) every column both datasets share except the label and the predictions columns, leaving out what is not a
 distribution to compare: personal data listed in ``governance.pii_columns``, identifiers (a distinct value per row or
 an id-like name), dates and free text. The excluded columns and why are part of the summary.
+
+Each column's statistic is computed once, with Evidently's own test registry (``get_stattest``: the test
+``DataDriftPreset`` would pick for the column's type and size, with the same data cleaning), and no report or chart
+is built: the preset computed every column three times and rendered Plotly figures nobody reads. Categorical values
+are converted to text once per distinct value. Above ``checks.drift.sample_above`` rows (default 200,000), both
+datasets are cut to a seeded sample of that size, stratified by the label where present; the sample sizes and the
+bound on the sampling error (DKW, 95 %) are in the summary.
 
 Evidently picks the statistical test per column (and its default threshold) unless ``checks.drift.column_threshold``
 overrides the threshold. The stage is judged on the share of drifted columns against ``checks.drift.max_drifted_share``
@@ -19,6 +26,7 @@ import re
 import warnings
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from modelcert.context import EvalContext
@@ -125,8 +133,8 @@ class DriftStage:
         if spec.data.current is None:
             return not_applicable(self.name, "no current data given (data.current)", library=LIBRARY)
         os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's (UI-only) telemetry opt-out
-        from evidently import DataDefinition, Dataset, Report
-        from evidently.presets import DataDriftPreset
+        from evidently.legacy.calculations.stattests.registry import get_stattest
+        from evidently.legacy.core import ColumnType
 
         ref, cur = ctx.frame("reference"), ctx.frame("current")
         ref_name = "reference" if spec.data.reference is not None else "train"
@@ -137,39 +145,23 @@ class DriftStage:
                 f"(excluded: {excluded}); list the columns to compare under checks.drift.columns"
             )
 
-        numerical = [c for c in columns if _is_numeric(ref[c]) and _is_numeric(cur[c])]
-        categorical = [c for c in columns if c not in set(numerical)]
-        ref_x, cur_x = ref[columns].copy(), cur[columns].copy()
-        for c in categorical:  # one value type on both sides (e.g. 1 vs "1" after a stray text value)
-            ref_x[c] = ref_x[c].map(lambda v: v if pd.isna(v) else str(v)).astype(object)
-            cur_x[c] = cur_x[c].map(lambda v: v if pd.isna(v) else str(v)).astype(object)
-        definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
-
         d = spec.checks.drift
-        preset = DataDriftPreset(columns=columns, drift_share=d.max_drifted_share, threshold=d.column_threshold)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                report = Report([preset], include_tests=True)
-                snapshot = report.run(
-                    reference_data=Dataset.from_pandas(ref_x, data_definition=definition),
-                    current_data=Dataset.from_pandas(cur_x, data_definition=definition),
-                )
-                result = snapshot.dict()
-        except Exception as exc:  # noqa: BLE001 - a library failure on user data becomes a field-named DataError
-            raise DataError(
-                f"checks.drift: Evidently could not compare data.{ref_name} and data.current on {columns}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        sampling: dict[str, Any] | None = None
+        rows = {ref_name: int(len(ref)), "current": int(len(cur))}
+        if d.sample_above is not None and max(len(ref), len(cur)) > d.sample_above:
+            ref, cur, sampling = _sample_pair(ref, cur, ref_name, n=d.sample_above, seed=spec.statistics.seed,
+                                              stratify=spec.data.label)
+        numerical = [c for c in columns if _is_numeric(ref[c]) and _is_numeric(cur[c])]
+        per_column: dict[str, dict[str, Any]] = {}
+        for c in columns:
+            kind = ColumnType.Numerical if c in set(numerical) else ColumnType.Categorical
+            r, k = ref[c], cur[c]
+            if kind == ColumnType.Categorical:  # one value type on both sides (e.g. 1 vs "1" after a stray text)
+                r, k = as_text(r), as_text(k)
+            per_column[c] = _column_drift(c, r, k, kind, d.column_threshold, get_stattest, ref_name)
 
-        count, share, share_test, per_column = self._parse(result)
-        missing = [c for c in columns if c not in per_column]
-        if count is None or share is None or missing:
-            raise DataError(
-                f"checks.drift: Evidently's report lacks the drift share or the column(s) {missing}; "
-                "cannot judge drift"
-            )
-
+        count = sum(1 for c in columns if per_column[c]["drifted"])
+        share = count / len(columns)
         checks: list[Check] = [
             Check.judged(
                 "drifted_share", share, Threshold(max=d.max_drifted_share, required=d.required),
@@ -196,43 +188,93 @@ class DriftStage:
             "column_source": source,
             "excluded_columns": excluded,
             "reference_dataset": ref_name,
-            "rows": {ref_name: int(len(ref)), "current": int(len(cur))},
+            "rows": rows,
             "column_threshold": d.column_threshold,
             "max_drifted_share": d.max_drifted_share,
-            # Evidently's own dataset-level test is strict (share < drift_share); the check above is inclusive.
-            "evidently_share_test": share_test,
+            # What Evidently's DataDriftPreset tests at dataset level (share < drift_share, strict); the check
+            # above is inclusive.
+            "evidently_share_test": "SUCCESS" if share < d.max_drifted_share else "FAIL",
+            "method": "Evidently's per-column statistical tests (default choice per column), one pass per column",
         }
+        if sampling is not None:
+            summary["sampling"] = sampling
         return outcome(self.name, checks, library=LIBRARY, summary=summary)
 
-    @staticmethod
-    def _parse(result: dict[str, Any]) -> tuple[float | None, float | None, str | None, dict[str, dict[str, Any]]]:
-        """From the snapshot dict: drifted column count and share, and per column the drift score, test, threshold
-        and verdict (the status of the per-column test Evidently attaches with ``include_tests=True``)."""
-        status: dict[str, str] = {}
-        for test in result.get("tests", []):
-            metric_id = (test.get("metric_config") or {}).get("metric_id")
-            raw = test.get("status", "")
-            if metric_id:
-                status[metric_id] = str(getattr(raw, "value", raw))  # a TestStatus str-enum in .dict()
-        count = share = None
-        share_test: str | None = None
-        per_column: dict[str, dict[str, Any]] = {}
-        for metric in result.get("metrics", []):
-            config = metric.get("config") or {}
-            kind = str(config.get("type", ""))
-            value = metric.get("value")
-            if kind.endswith(":DriftedColumnsCount") and isinstance(value, dict):
-                count, share = _finite(value.get("count")), _finite(value.get("share"))
-                share_test = status.get(metric.get("id", ""))
-            elif kind.endswith(":ValueDrift") and config.get("column") is not None:
-                st = status.get(metric.get("id", ""))
-                per_column[str(config["column"])] = {
-                    "score": _finite(value),
-                    "method": str(config.get("method")),
-                    "threshold": _finite(config.get("threshold")),
-                    "drifted": {"FAIL": True, "SUCCESS": False}.get(st) if st else None,
-                }
-        return count, share, share_test, per_column
+
+def as_text(s: pd.Series) -> pd.Series:
+    """``str(value)`` for every non-null value, null kept, as object: computed once per distinct value (a
+    ``Series.map`` over every row cost millions of Python calls at a million rows)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    if len({type(u) for u in uniques}) > 1:
+        # Mixed types (1 and "1", True and 1): factorize merges values that compare equal (True == 1), which
+        # str() tells apart, so each row is converted by itself (in C), nulls kept as they were.
+        text = s.astype(str).astype(object)
+        return text.where(s.notna(), s).astype(object)
+    table = np.array([str(u) for u in uniques] + [np.nan], dtype=object)
+    return pd.Series(table[codes], index=s.index, name=s.name, dtype=object)
+
+
+def _column_drift(column: str, ref: pd.Series, cur: pd.Series, kind: Any, threshold: float | None,
+                  get_stattest: Any, ref_name: str) -> dict[str, Any]:
+    """One column's drift, as Evidently's ``ValueDrift`` computes it (its ``get_one_column_drift``: infinities and
+    nulls dropped, the default test for the column type and size, its default threshold unless one is given),
+    without the histograms and charts that come with it."""
+    r = ref.replace([-np.inf, np.inf], np.nan).dropna() if _is_numeric(ref) else ref.dropna()
+    k = cur.replace([-np.inf, np.inf], np.nan).dropna() if _is_numeric(cur) else cur.dropna()
+    if r.empty or k.empty:
+        which = f"data.{ref_name}" if r.empty else "data.current"
+        raise DataError(f"checks.drift: column {column!r} has no non-null value in {which}; cannot compare it "
+                        "(leave it out with checks.drift.columns)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            test = get_stattest(r, k, kind, None)
+            result = test(r, k, kind, threshold)
+    except Exception as exc:  # noqa: BLE001 - a library failure on user data becomes a field-named DataError
+        raise DataError(f"checks.drift: Evidently could not compare column {column!r} of data.{ref_name} and "
+                        f"data.current: {type(exc).__name__}: {exc}") from exc
+    return {"score": _finite(result.drift_score), "method": str(test.display_name),
+            "threshold": _finite(result.actual_threshold), "drifted": bool(result.drifted)}
+
+
+def _sample_rows(df: pd.DataFrame, n: int, seed: int, stratify: str | None) -> tuple[np.ndarray, str | None]:
+    """Positions of a seeded sample of ``n`` rows of ``df`` (all rows when it has no more), stratified by
+    ``stratify`` when that column exists and has no null (proportional allocation, largest remainders)."""
+    if len(df) <= n:
+        return np.arange(len(df)), None
+    rng = np.random.default_rng(seed)
+    if stratify is None or stratify not in df.columns or df[stratify].isna().any():
+        return np.sort(rng.choice(len(df), size=n, replace=False)), None
+    codes, _ = pd.factorize(df[stratify])
+    sizes = np.bincount(codes)
+    quota = sizes * n / len(df)
+    take = np.floor(quota).astype(np.int64)
+    take[np.argsort(-(quota - take), kind="stable")[: n - int(take.sum())]] += 1
+    order = np.argsort(codes, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    parts = [order[s + rng.choice(size, size=t, replace=False)] for s, size, t in zip(starts, sizes, take, strict=True)]
+    return np.sort(np.concatenate(parts)), stratify
+
+
+def _sample_pair(ref: pd.DataFrame, cur: pd.DataFrame, ref_name: str, *, n: int, seed: int,
+                 stratify: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Both datasets cut to at most ``n`` rows each (seeded, stratified by the label where present), and what
+    that costs: the Dvoretzky-Kiefer-Wolfowitz bound on how far any column's sampled distribution (its CDF, or
+    a category's share) can be from the full data's, at 95 %, with the finite-population correction."""
+    out: dict[str, Any] = {"sample_above": n, "seed": seed, "rows": {}, "sample_rows": {}, "stratified_by": {},
+                           "max_distribution_error_95": {}}
+    frames = []
+    for name, df in ((ref_name, ref), ("current", cur)):
+        pos, by = _sample_rows(df, n, seed, stratify)
+        m, total = len(pos), len(df)
+        eps = math.sqrt(math.log(2 / 0.05) / (2 * m)) * (math.sqrt((total - m) / (total - 1)) if total > 1 else 0.0)
+        out["rows"][name], out["sample_rows"][name] = total, m
+        out["stratified_by"][name] = by
+        out["max_distribution_error_95"][name] = round(eps, 6)
+        frames.append(df.iloc[pos] if m < total else df)
+    out["method"] = ("seeded sample without replacement, proportional to the label's classes; error bound: DKW "
+                     "inequality sqrt(ln(2/0.05) / 2n) x sqrt((N - n) / (N - 1))")
+    return frames[0], frames[1], out
 
 
 def _fmt(v: float | None) -> str:

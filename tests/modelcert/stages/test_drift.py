@@ -184,3 +184,91 @@ def test_compas_audit_drift_reference_vs_current(demo_ctx):
     share = share_check(out)
     assert share.value == pytest.approx(2 / 9) and sorted(share.detail["drifted"]) == ["age", "priors_count"]
     assert out.status == "passed"  # max_drifted_share 0.5
+
+
+def _preset_scores(ref: pd.DataFrame, cur: pd.DataFrame, numerical: list[str], categorical: list[str]) -> dict:
+    """Per-column score and verdict from Evidently's own DataDriftPreset report (the independent reference)."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+    snap = Report([DataDriftPreset(columns=numerical + categorical)], include_tests=True).run(
+        reference_data=Dataset.from_pandas(ref, data_definition=definition),
+        current_data=Dataset.from_pandas(cur, data_definition=definition)).dict()
+    out = {}
+    for m in snap["metrics"]:
+        config = m.get("config") or {}
+        if str(config.get("type", "")).endswith(":ValueDrift"):
+            out[config["column"]] = (m["value"], config["method"], config["threshold"])
+    return out
+
+
+@pytest.mark.parametrize("n", [400, 3000])  # p-value tests below 1,000 rows, distances above
+def test_one_pass_equals_evidently_preset(synthetic_ctx, n):
+    ref, cur = frame(n, seed=1), frame(n, seed=2, shift=0.3)
+    out = run(synthetic_ctx, ref, cur, spec(max_drifted_share=0.9))
+    preset = _preset_scores(ref, cur, ["x1", "x2"], ["cat", "sex"])
+    cols = column_checks(out)
+    assert set(cols) == set(preset)
+    for c, (score, method, threshold) in preset.items():
+        assert cols[c].value == pytest.approx(score, rel=1e-12)
+        assert (cols[c].detail["method"], cols[c].detail["threshold"]) == (method, threshold)
+
+
+def test_as_text_is_str_of_each_value_with_nulls_kept():
+    from modelcert.stages.drift import as_text
+
+    s = pd.Series([1, "1", 2.5, None, "b", 1, np.nan, True], dtype=object, index=list("abcdefgh"))
+    expected = s.map(lambda v: v if pd.isna(v) else str(v)).astype(object)
+    got = as_text(s)
+    assert got.index.equals(s.index) and got.dtype == object
+    assert got.isna().tolist() == expected.isna().tolist()
+    assert got.dropna().tolist() == expected.dropna().tolist() == ["1", "1", "2.5", "b", "1", "True"]
+    assert as_text(pd.Series([3, 4, 3])).tolist() == ["3", "4", "3"]
+
+
+def test_above_sample_above_drift_runs_on_a_seeded_stratified_sample(synthetic_ctx):
+    ref, cur = frame(6000, seed=1), frame(5000, seed=2, shift=1.5)
+    full = run(synthetic_ctx, ref, cur, spec(max_drifted_share=0.3))
+    a = run(synthetic_ctx, ref, cur, spec(max_drifted_share=0.3, sample_above=2000))
+    b = run(synthetic_ctx, ref, cur, spec(max_drifted_share=0.3, sample_above=2000))
+    assert "sampling" not in full.summary
+    sampling = a.summary["sampling"]
+    assert sampling["sample_rows"] == {"reference": 2000, "current": 2000}
+    assert sampling["rows"] == {"reference": 6000, "current": 5000} == a.summary["rows"]
+    assert sampling["stratified_by"] == {"reference": "label", "current": "label"}
+    # DKW at 95 % with the finite-population correction, recomputed here
+    eps = np.sqrt(np.log(2 / 0.05) / 4000) * np.sqrt(4000 / 5999)
+    assert sampling["max_distribution_error_95"]["reference"] == pytest.approx(eps, abs=1e-6)
+    assert [c.value for c in a.checks] == [c.value for c in b.checks]  # seeded
+    assert share_check(a).detail["drifted"] == share_check(full).detail["drifted"]  # a strong shift survives
+
+
+def test_stratified_sample_keeps_the_label_shares():
+    from modelcert.stages.drift import _sample_rows
+
+    df = pd.DataFrame({"label": np.r_[np.zeros(9000, int), np.ones(1000, int)], "x": np.arange(10_000)})
+    pos, by = _sample_rows(df, 1000, seed=3, stratify="label")
+    assert by == "label" and len(pos) == 1000 == len(set(pos.tolist()))
+    assert int(df["label"].iloc[pos].sum()) == 100  # exactly proportional
+    pos2, _ = _sample_rows(df, 1000, seed=3, stratify="label")
+    assert np.array_equal(pos, pos2)
+    all_rows, none = _sample_rows(df, 20_000, seed=3, stratify="label")
+    assert none is None and len(all_rows) == 10_000
+
+
+def test_sample_above_is_validated():
+    from pydantic import ValidationError
+
+    from modelcert.spec import DriftChecks
+
+    with pytest.raises(ValidationError, match="sample_above"):
+        DriftChecks(sample_above=10)
+    assert DriftChecks().sample_above == 200_000 and DriftChecks(sample_above=None).sample_above is None
+
+
+def test_as_text_tells_equal_values_of_different_types_apart():
+    from modelcert.stages.drift import as_text
+
+    s = pd.Series([1, 1.0, True, "1", None], dtype=object)
+    assert as_text(s).tolist()[:4] == ["1", "1.0", "True", "1"] and as_text(s).iloc[4] is None

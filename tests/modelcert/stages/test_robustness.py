@@ -301,3 +301,11 @@ def test_adult_income_hsj_on_gradient_boosting(demo_ctx) -> None:
     assert check.passed is False and out.status == "failed"
     assert out.summary["allowed_features"] == ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
     assert out.summary["runtime_s"]["total"] < 60
+
+
+def test_sampling_error_is_the_worst_case_margin_of_a_share_of_the_sample():
+    from modelcert.stages.robustness.evaluate import _margin
+
+    assert _margin(100, 16_281) == pytest.approx(1.96 * np.sqrt(0.25 / 100 * (16_181 / 16_280)), abs=1e-6)
+    assert _margin(100, 100) == 0.0  # the whole population: no sampling error
+    assert _margin(400, 10_000_000) == pytest.approx(0.049, abs=1e-3)

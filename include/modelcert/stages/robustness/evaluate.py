@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -53,6 +54,9 @@ def evaluate(ctx: EvalContext) -> RobustnessReport:
     summary: dict[str, Any] = {
         "sample_size": int(len(setup.X)),
         "sample_candidates": int(setup.candidates),
+        # Every rate above (robust accuracy, flip rate) is a share of the sampled rows: at most this far from the
+        # share over all candidate rows at 95 % (normal approximation, worst case p = 0.5, finite population).
+        "sampling_error_95": _margin(len(setup.X), int(setup.candidates)),
         "seed": rc.seed,
         "allowed_features": list(space.features),
         "excluded_features": dict(setup.excluded),
@@ -70,3 +74,11 @@ def evaluate(ctx: EvalContext) -> RobustnessReport:
         summary["frozen_features_not_in_model"] = frozen_unknown
     return RobustnessReport(sample=setup.X, labels=setup.y, clean_pred=clean_pred, space=space, attacks=attacks,
                             not_applicable=na, noise=noise, runtime_s=runtime, summary=summary)
+
+
+def _margin(n: int, population: int) -> float:
+    """Worst-case 95 % margin of a share estimated from ``n`` of ``population`` rows drawn without replacement."""
+    if n <= 0 or population <= 1:
+        return 0.0
+    fpc = max(0.0, (population - n) / (population - 1))
+    return round(1.96 * math.sqrt(0.25 / n * fpc), 6)
