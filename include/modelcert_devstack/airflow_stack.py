@@ -266,6 +266,9 @@ class AirflowStack:
     #: stack's tasks go to and its workers read (``[operators] default_queue``).
     broker_url: str = field(default_factory=lambda: os.environ.get(CELERY_BROKER_ENV) or DEFAULT_CELERY_BROKER)
     queue: str = "modelcert"
+    #: Set last in every process's environment (e.g. ``MODELCERT_RECERTIFY_SCHEDULE=none`` for a test that
+    #: triggers recertification itself).
+    extra_env: dict[str, str] = field(default_factory=dict)
     _token: str | None = None
 
     def __post_init__(self) -> None:
@@ -343,6 +346,7 @@ class AirflowStack:
                 # Redelivery after a day (Airflow's default, said explicitly so the worker does not warn).
                 "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
             })
+        env.update(self.extra_env)
         return env
 
     def worker_env(self, number: int) -> dict[str, str]:
