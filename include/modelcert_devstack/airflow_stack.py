@@ -535,6 +535,16 @@ class AirflowStack:
         r.raise_for_status()
         return {ti["task_id"]: ti["state"] for ti in r.json()["task_instances"]}
 
+    def tasks_per_host(self, dag_id: str, run_id: str) -> dict[str, int]:
+        """How many of a DAG run's task instances ran on each host (``hostname``; with Celery, the worker)."""
+        r = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
+        r.raise_for_status()
+        out: dict[str, int] = {}
+        for ti in r.json()["task_instances"]:
+            if ti.get("hostname"):
+                out[ti["hostname"]] = out.get(ti["hostname"], 0) + 1
+        return dict(sorted(out.items()))
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         r = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
         r.raise_for_status()

@@ -215,6 +215,9 @@ def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
                         _say(f"      needs sign-off {roles}; e.g.:")
                         _say(f"        .venv/bin/modelcert approve {row.id} --approver bob --role model_validator")
                         _say(f"        .venv/bin/modelcert approve {row.id} --approver dave --role risk_officer")
+        if executor == "celery":
+            _say("")
+            _print_workers(stack, DAG_ID, list(runs.values()))
         _say("")
         _say("  details: .venv/bin/modelcert report RUN_ID   ·   all runs: .venv/bin/modelcert status")
         recertified = True
@@ -233,6 +236,19 @@ def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     finally:
         _say("==> stopping Airflow")
         stack.stop()
+
+
+def _print_workers(stack: Any, dag_id: str, airflow_runs: list[str]) -> None:
+    """Which Celery worker ran how many of these DAG runs' tasks (from the task instances' hostnames)."""
+    from modelcert_devstack.airflow_stack import worker_address
+
+    by_address = {worker_address(n): name for n, name in enumerate(stack.celery_workers, start=1)}
+    total: dict[str, int] = {}
+    for run in airflow_runs:
+        for host, count in stack.tasks_per_host(dag_id, run).items():
+            total[host] = total.get(host, 0) + count
+    shown = ", ".join(f"{by_address.get(h, h)} ({h}) {c}" for h, c in sorted(total.items()))
+    _say(f"  tasks per Celery worker ({dag_id}): {shown or 'none ran'}")
 
 
 def _selected_specs(names: list[str] | None) -> list[Path]:
@@ -306,6 +322,8 @@ def _recertification_demo(stack: Any, engine: Any, waiting: dict[str, Any]) -> b
         return False
     _say(f"    Airflow run {airflow_run}: {stack.run_state(RECERTIFY_DAG_ID, airflow_run)} "
          "(failed = a recertification failed; the summary task lists which)")
+    if stack.celery_workers:
+        _print_workers(stack, RECERTIFY_DAG_ID, [airflow_run])
     for o in recertify.run_outcomes(engine, dag_id=RECERTIFY_DAG_ID, airflow_run_id=airflow_run):
         _say(f"  {o['label']:<26} recertification {o['status'].upper():<7} "
              f"certificate {o['certificate_status'].upper()}"
