@@ -342,6 +342,8 @@ class AirflowStack:
                 "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
                 "AIRFLOW__CELERY__RESULT_BACKEND": result_backend(self.metadata_url),
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+                # Enough scheduler slots for every worker slot (more workers must mean more tasks at once).
+                "AIRFLOW__CORE__PARALLELISM": str(max(8, self.workers * self.worker_concurrency)),
                 "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
                 # Redelivery after a day (Airflow's default, said explicitly so the worker does not warn).
                 "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
