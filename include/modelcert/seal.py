@@ -50,6 +50,7 @@ from modelcert.db.models import (
     Certificate,
     CertificationRun,
     CheckResult,
+    Dossier,
     ModelVersion,
     Signoff,
     StageResult,
@@ -60,9 +61,9 @@ log = logging.getLogger("modelcert.seal")
 
 #: Tables sealed on their own, in the order ``verify`` reports them. Checks ride with their stage result.
 TABLES: dict[str, Table] = {m.__tablename__: m.__table__ for m in  # type: ignore[misc]
-                            (ModelVersion, CertificationRun, StageResult, Signoff, Certificate)}
+                            (ModelVersion, CertificationRun, StageResult, Signoff, Certificate, Dossier)}
 CHECKS: Table = CheckResult.__table__  # type: ignore[assignment]
-_MODELS = (ModelVersion, CertificationRun, StageResult, Signoff, Certificate)
+_MODELS = (ModelVersion, CertificationRun, StageResult, Signoff, Certificate, Dossier)
 
 _SEALED = "modelcert.seal.sealed"          # {(table, pk): digest} sealed in this transaction
 _TOUCHED = "modelcert.seal.touched"        # {table: {pk}} written in this transaction, sealed at commit

@@ -16,6 +16,7 @@ from typing import Any
 
 from modelcert.context import EvalContext
 from modelcert.stages.base import Check, StageOutcome, outcome
+from modelcert.vocabulary import DOCUMENTATION_FIELDS
 
 PREDICTIONS_ONLY = "not applicable: predictions only (third-party audit without a model artifact, so no features)"
 HIGH_RISK_MIN_ROLES = 2
@@ -27,6 +28,7 @@ DECLARATION_FIELDS: dict[str, str] = {
     "risk_tier": "use_case.risk_tier",
     "data_retention_days": "governance.data_retention_days",
     "consent_basis": "governance.consent_basis",
+    **{f: f"documentation.{f}" for f in DOCUMENTATION_FIELDS},
 }
 
 
@@ -38,7 +40,7 @@ def _declared(ctx: EvalContext, name: str) -> Any:
         "risk_tier": spec.use_case.risk_tier,
         "data_retention_days": spec.governance.data_retention_days,
         "consent_basis": spec.governance.consent_basis,
-    }[name]
+    }.get(name, getattr(spec.documentation, name, None))
 
 
 def _present(value: Any) -> bool:
