@@ -180,6 +180,10 @@ class Documentation(_Strict):
     provider: ShortText | None = None
     #: Foreseeable misuse and harmful uses (Annex IV §3; Colorado).
     foreseeable_misuse: Text | None = None
+    #: Challenger or benchmark models compared with this one, and the result (SR 26-2 benchmarking).
+    benchmarking: Text | None = None
+    #: How affected people are told that the model is used and how to contest a decision (Art. 13; Colorado).
+    transparency: Text | None = None
 
 
 class Governance(_Strict):

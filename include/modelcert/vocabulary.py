@@ -122,9 +122,9 @@ def tier_message(name: object, policy: Policy) -> str:
 DOCUMENTATION_FIELDS = ("model_description", "algorithm_rationale", "assumptions", "limitations",
                         "ethical_considerations", "training_data_description", "evaluation_data_description",
                         "data_collection_period", "human_oversight", "monitoring_plan", "cybersecurity",
-                        "provider", "foreseeable_misuse")
+                        "provider", "foreseeable_misuse", "benchmarking", "transparency")
 Declaration = Literal["intended_use", "owner", "risk_tier", "data_retention_days", "consent_basis",
                       "model_description", "algorithm_rationale", "assumptions", "limitations",
                       "ethical_considerations", "training_data_description", "evaluation_data_description",
                       "data_collection_period", "human_oversight", "monitoring_plan", "cybersecurity",
-                      "provider", "foreseeable_misuse"]
+                      "provider", "foreseeable_misuse", "benchmarking", "transparency"]

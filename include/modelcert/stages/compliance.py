@@ -77,6 +77,9 @@ class ComplianceStage:
                 f"checks.compliance.require lists {name!r}",
                 detail={"declaration": name, "value": value if ok else None}))
 
+        # ------------------------------------------------------------------ regulation dossiers
+        checks += self._dossier_checks(ctx)
+
         # ------------------------------------------------------------------ features: PII and protected
         features = ctx.features
         pii = list(spec.governance.pii_columns)
@@ -156,6 +159,39 @@ class ComplianceStage:
             "evidence_digest": ctx.evidence.digest if ctx.evidence is not None else None,
         }
         return outcome(self.name, checks, library=self.library, summary=summary)
+
+    @staticmethod
+    def _dossier_checks(ctx: EvalContext) -> list[Check]:
+        """Each regulation dossier ``use_case.jurisdictions`` requires (``modelcert.dossier.frameworks``) must be
+        complete: every item covered by a declaration or by evidence this run can produce. A gap fails the check,
+        or warns when the tier's policy says ``dossier_gaps: warn``."""
+        from modelcert.dossier.frameworks import Evidence, gaps, required_frameworks
+        from modelcert.policy import load_policy
+
+        spec = ctx.spec
+        required = required_frameworks(list(spec.use_case.jurisdictions))
+        if not required:
+            return [Check.info("dossier_completeness", None,
+                               message=f"no regulation dossier required by use_case.jurisdictions "
+                                       f"{list(spec.use_case.jurisdictions)}",
+                               detail={"jurisdictions": list(spec.use_case.jurisdictions)})]
+        policy = load_policy()
+        tier = policy.tiers.get(spec.use_case.risk_tier)
+        blocking = tier is None or tier.dossier_gaps == "fail"
+        ev = Evidence.for_spec(spec.model_dump(mode="json"),
+                               files=dict(ctx.evidence.files) if ctx.evidence is not None else {},
+                               policy=policy.label, digest=ctx.evidence.digest if ctx.evidence is not None else None)
+        out = []
+        for fw in required:
+            missing = gaps(fw, ev)
+            rule = f"every item of the {fw} dossier covered (use_case.jurisdictions; policy dossier_gaps)"
+            out.append(Check(
+                name="dossier_completeness", value=float(len(missing)), subject=fw, passed=not missing,
+                required=blocking, threshold={"rule": rule, "required": blocking},
+                message=(f"{fw} dossier: every item is covered" if not missing else
+                         f"{fw} dossier misses {len(missing)} item(s): " + "; ".join(missing)),
+                detail={"framework": fw, "missing": missing, "jurisdictions": list(spec.use_case.jurisdictions)}))
+        return out
 
 
 STAGE = ComplianceStage()
