@@ -366,7 +366,7 @@ def ll144_tables(engine: Engine, run_id: str) -> dict[str, Any]:
         above = [bool(v) for v in sc > med]
         out["scoring"] = {"median": med, "column": _get(spec, "predictions.score_column") or "model probability",
                           **{k: {"attribute": out[k]["attribute"], **ll144_rates(
-                              cats[k] if k in cats else [], above, min_share=min_share)}
+                              cats[k], above, min_share=min_share)}
                              for k in ("sex", "race") if k in cats}}
     else:
         out["scoring"] = None
