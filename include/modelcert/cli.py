@@ -317,9 +317,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     fmt = args.format or ("json" if args.json else "text")
     engine = _engine(args)
     if fmt in ("html", "pdf") or (fmt == "json" and args.output):
-        from modelcert import dossier
+        from modelcert.dossier import documents
 
-        return _write_document(args, dossier.report_document(engine, _run_id(args, engine), fmt))
+        return _write_document(args, documents.report_document(engine, _run_id(args, engine), fmt))
     rep = report.run_report(engine, _run_id(args, engine))
     if fmt == "json":
         _print_json(rep)

@@ -127,9 +127,9 @@ def run_report_document(run_id: str, caller: CallerDep, engine: EngineDep,
                         format: Literal["html", "pdf", "json"] = "html") -> Response:
     """The run's certification report (summary, findings, each stage's figures and table, model facts,
     sign-offs, audit trail) as self-contained HTML, PDF or JSON; its sha256 is recorded with the run."""
-    from modelcert import dossier
+    from modelcert.dossier import documents
 
-    return _document_response(dossier.report_document(engine, run_id, format))
+    return _document_response(documents.report_document(engine, run_id, format))
 
 
 @api.get("/runs/{run_id}/dossier/{framework}")

@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 
 from modelcert import pipeline
-from modelcert.dossier import content, frameworks, modelcard, report_document, store
+from modelcert.dossier import content, frameworks, modelcard, store
+from modelcert.dossier.documents import Document, gather, report_document
 from modelcert.governance import Identity, record_decision
 from modelcert.stages import STAGE_NAMES
 from tests.conftest import REPO, _scratch_db
@@ -155,7 +156,7 @@ def test_ll144_dossier_of_compas_lists_every_race_category(runs: Any) -> None:
 def test_every_completeness_row_is_covered_or_names_what_is_missing(runs: Any, framework: str) -> None:
     engine, ids = runs
     for key in ("german", "compas"):
-        rep = __import__("modelcert.dossier", fromlist=["gather"]).gather(engine, ids[key], facts=False)
+        rep = gather(engine, ids[key], facts=False)
         rows = frameworks.dossier_content(rep, framework, figures=False)["completeness"]
         assert len(rows) == len(frameworks.load(framework)["items"])
         for r in rows:
@@ -165,7 +166,7 @@ def test_every_completeness_row_is_covered_or_names_what_is_missing(runs: Any, f
                 assert all(m.startswith("missing: ") and len(m) > 12 for m in r["missing"])
     # The certified German credit run covers every EU AI Act item (its jurisdiction): compliance passed on it.
     if framework == "eu-ai-act":
-        rep = __import__("modelcert.dossier", fromlist=["gather"]).gather(engine, ids["german"], facts=False)
+        rep = gather(engine, ids["german"], facts=False)
         rows = frameworks.dossier_content(rep, framework, figures=False)["completeness"]
         assert [r["id"] for r in rows if r["status"] == "missing"] == []
 
@@ -185,7 +186,7 @@ def test_frozen_dossier_is_deterministic_and_recorded_once(runs: Any) -> None:
 
 
 def test_a_changed_frozen_dossier_becomes_a_new_version_naming_the_old(runs: Any) -> None:
-    from modelcert.dossier import Document
+
 
     engine, ids = runs
     a = store.record(engine, ids["german"], Document("colorado", "md", b"one", "1" * 64, "x.md"))
@@ -217,7 +218,7 @@ def test_model_card_has_the_mitchell_sections_in_order(runs: Any) -> None:
 
 
 def test_findings_most_severe_first_with_plain_words(runs: Any) -> None:
-    from modelcert.dossier import gather
+
 
     engine, ids = runs
     rep = gather(engine, ids["compas"], facts=False)

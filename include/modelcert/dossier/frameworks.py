@@ -13,6 +13,7 @@ they can follow the rules as they move without code changes. Each item lists wha
 * ``signoffs: quorum|independence``   approvals recorded / approvers independent of the owner and trigger
 * ``policy: thresholds``, ``audit: chain``, ``findings: all``, ``run: date``, ``recertification: schedule``
 * ``ll144: sex|race|intersection|scoring|excluded|unknown``   the LL144 tables (``ll144``)
+* ``any: [need, …]``       one of them
 
 ``completeness`` works on a finished run (``Evidence.from_report``) and, for the compliance stage, on a spec
 alone (``Evidence.planned``): stage evidence is then judged by whether the stage *can* produce it.
@@ -134,6 +135,12 @@ def resolve(need: dict[str, Any], ev: Evidence) -> tuple[bool, list[str], str]:
     """(covered, evidence lines, what is missing) for one need."""
     [(kind, arg)] = need.items()
     short = (ev.digest or "")[:16]
+    if kind == "any":  # one of several kinds of evidence covers the item
+        results = [resolve(n, ev) for n in arg]
+        lines = [line for ok, ls, _ in results if ok for line in ls]
+        if lines:
+            return True, lines, ""
+        return False, [], " or ".join(why for _, _, why in results)
     if kind == "spec":
         v = _get(ev.spec, arg)
         if _present(v):
@@ -407,7 +414,8 @@ def dossier_content(rep: dict[str, Any], framework: str, *, ll144: dict[str, Any
 
 def dossier_document(engine: Engine, run_id: str, framework: str, fmt: str = "md", *, record: bool = True) -> Any:
     """The framework's dossier of a run as md | html | pdf; its sha256 recorded with the run."""
-    from modelcert.dossier import Document, _digest, gather, render, store
+    from modelcert.dossier import render, store
+    from modelcert.dossier.documents import Document, digest, gather
 
     load(framework)  # refuses an unknown framework with one line
     if fmt not in ("md", "html", "pdf"):
@@ -420,7 +428,7 @@ def dossier_document(engine: Engine, run_id: str, framework: str, fmt: str = "md
     else:
         text = render.html("dossier.html.j2", doc=doc)
         body = text.encode() if fmt == "html" else render.pdf(text)
-    out = Document(framework, fmt, body, _digest(body),
+    out = Document(framework, fmt, body, digest(body),
                    f"{rep['model']}_{rep['version']}_{rep['run_id'][:8]}_{framework}.{fmt}")
     if record:
         store.record(engine, rep["run_id"], out)

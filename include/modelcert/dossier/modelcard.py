@@ -114,11 +114,12 @@ def _r(v: Any) -> Any:
 
 def model_card_document(engine: Engine, run_id: str, *, record: bool = True) -> Any:
     """The run's model card as Markdown; its sha256 recorded with the run."""
-    from modelcert.dossier import Document, _digest, gather, store
+    from modelcert.dossier import store
+    from modelcert.dossier.documents import Document, digest, gather
 
     rep = gather(engine, run_id)
     body = build_card(rep).render().encode()
-    out = Document("model-card", "md", body, _digest(body),
+    out = Document("model-card", "md", body, digest(body),
                    f"{rep['model']}_{rep['version']}_{rep['run_id'][:8]}_model-card.md")
     if record:
         store.record(engine, rep["run_id"], out)
