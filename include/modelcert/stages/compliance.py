@@ -74,7 +74,7 @@ class ComplianceStage:
                 "declaration", ok, "present and non-empty (checks.compliance.require)", subject=field,
                 message=f"{field} is declared: {value!r}" if ok else
                 f"{field} is missing{' (empty)' if value is not None else ''}; "
-                f"checks.compliance.require lists {name!r}",
+                f"required by checks.compliance.require or the risk policy's required_declarations ({name!r})",
                 detail={"declaration": name, "value": value if ok else None}))
 
         # ------------------------------------------------------------------ regulation dossiers
