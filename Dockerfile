@@ -10,6 +10,12 @@
 # Built by docker-compose.yaml (`docker compose build`); see docs/docker.md.
 FROM apache/airflow:3.3.2-python3.11
 
+# 0. WeasyPrint (the certification dossier's PDF, served by the api-server) lays out text with the system's Pango.
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
+ && apt-get autoremove -yqq --purge && apt-get clean && rm -rf /var/lib/apt/lists/*
+
 USER airflow
 WORKDIR /opt/airflow
 

@@ -12,10 +12,11 @@ mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 # As root with apt-get (CI) install it when missing, and require the browser tests to run (they fail
 # rather than skip); elsewhere they are skipped with the reason when Chromium is missing.
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  if [ ! -x /usr/bin/chromium ]; then
-    echo "==> installing chromium for the browser tests (apt-get; log in /tmp/modelcert-apt-chromium.log)"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) \
-      >/tmp/modelcert-apt-chromium.log 2>&1 || echo "WARNING: chromium install failed; the browser tests will fail" >&2
+  if [ ! -x /usr/bin/chromium ] || ! command -v pdftoppm >/dev/null 2>&1; then
+    echo "==> installing chromium and poppler-utils (pdftoppm) for the browser and PDF tests (apt-get; log in /tmp/modelcert-apt-chromium.log)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+      poppler-utils) >/tmp/modelcert-apt-chromium.log 2>&1 \
+      || echo "WARNING: chromium/poppler-utils install failed; the browser and PDF tests will fail" >&2
   fi
   export MODELCERT_REQUIRE_BROWSER=1
 fi

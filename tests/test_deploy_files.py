@@ -349,12 +349,17 @@ def test_dockerfile_installs_project_as_airflow_user():
     pip_runs = [(i, args) for i, args in runs if "pip install" in args]
     assert pip_runs, "no pip install in the Dockerfile"
 
-    # USER airflow comes before the first pip install, and no later USER switches away.
+    # USER airflow comes before the first pip install, and no later USER switches away. Before it, root may
+    # only install system packages (apt-get: the Pango libraries WeasyPrint needs), never Python ones.
     users = [(i, args) for i, (ins, args) in enumerate(instructions) if ins == "USER"]
     first_pip = pip_runs[0][0]
     before = [args for i, args in users if i < first_pip]
     assert before and before[-1] == "airflow", users
-    assert all(args == "airflow" for _, args in users), users
+    first_airflow = next(i for i, args in users if args == "airflow")
+    assert all(args == "airflow" for i, args in users if i >= first_airflow), users
+    assert all(args in ("root", "airflow") for _, args in users), users
+    as_root = [args for i, args in runs if i < first_airflow]
+    assert all("apt-get" in args and "pip" not in args for args in as_root), as_root
 
     copies = " ".join(args for ins, args in instructions if ins in ("COPY", "ADD"))
     for src in ("requirements.txt", "requirements-nodeps.txt", "pyproject.toml", "include/", "dags/", "plugins/"):

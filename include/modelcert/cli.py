@@ -294,12 +294,34 @@ def cmd_recertify(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if bad else 0
 
 
+def _write_document(args: argparse.Namespace, doc: Any) -> int:
+    """A generated document to ``-o FILE`` (its sha256 on stderr), else to stdout."""
+    if args.output:
+        out = Path(args.output)
+        try:
+            out.write_bytes(doc.body)
+        except OSError as exc:
+            raise ModelcertError(f"-o: cannot write {out}: {exc.strerror or type(exc).__name__}") from None
+        print(f"wrote {out} ({len(doc.body)} bytes, sha256 {doc.sha256})", file=sys.stderr)
+    elif doc.format == "pdf" and sys.stdout.isatty():
+        raise ModelcertError("--format pdf: give -o FILE (a PDF is not written to a terminal)")
+    else:
+        sys.stdout.buffer.write(doc.body)
+        sys.stdout.flush()
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from modelcert import report
 
+    fmt = args.format or ("json" if args.json else "text")
     engine = _engine(args)
+    if fmt in ("html", "pdf") or (fmt == "json" and args.output):
+        from modelcert.dossier import documents
+
+        return _write_document(args, documents.report_document(engine, _run_id(args, engine), fmt))
     rep = report.run_report(engine, _run_id(args, engine))
-    if args.json:
+    if fmt == "json":
         _print_json(rep)
         return 0
     con = _console()
@@ -475,6 +497,21 @@ def _print_fairness_tables(con: Any, tables: list[dict[str, Any]]) -> None:
         info = len(t["comparisons"]) - len(judged)
         if info:
             con.print(f"  ({info} informational comparisons without a bound: see the JSON report)")
+
+
+def cmd_model_card(args: argparse.Namespace) -> int:
+    from modelcert.dossier import modelcard
+
+    engine = _engine(args)
+    return _write_document(args, modelcard.model_card_document(engine, _run_id(args, engine)))
+
+
+def cmd_dossier(args: argparse.Namespace) -> int:
+    from modelcert.dossier import frameworks
+
+    engine = _engine(args)
+    return _write_document(args, frameworks.dossier_document(engine, _run_id(args, engine), args.framework,
+                                                             args.format))
 
 
 def _cli_identity(approver: str) -> Any:
@@ -743,8 +780,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="one row per model version: certificate, validity, last recertification, attention")
     sp = add("recertify", cmd_recertify, "recertify every valid certificate on current data, in-process (no Airflow)")
     sp.add_argument("--ds", help="the date whose current data is judged (YYYY-MM-DD, default today UTC)")
-    sp = add("report", cmd_report, "a run's evidence: every check with value, threshold and verdict")
+    sp = add("report", cmd_report, "a run's evidence: every check with value, threshold and verdict; as HTML or PDF "
+                                   "the certification report with its figures")
     sp.add_argument("run", help=run_help)
+    sp.add_argument("--format", choices=["text", "json", "html", "pdf"], default=None,
+                    help="text (default), json (= --json), html (self-contained) or pdf")
+    sp.add_argument("-o", "--output", help="write to this file (required for pdf on a terminal)")
+    sp = add("model-card", cmd_model_card, "the model card (Mitchell et al. sections, skops.card) of a run")
+    sp.add_argument("run", help=run_help)
+    sp.add_argument("-o", "--output", help="write to this file (Markdown), default stdout")
+    sp = add("dossier", cmd_dossier, "a regulation dossier of a run, opening with its completeness table")
+    sp.add_argument("run", help=run_help)
+    sp.add_argument("--framework", required=True, choices=["eu-ai-act", "nyc-ll144", "sr-26-2", "colorado"])
+    sp.add_argument("--format", choices=["html", "pdf", "md"], default="md")
+    sp.add_argument("-o", "--output", help="write to this file (required for pdf on a terminal)")
     for name, fn in (("approve", cmd_approve), ("decline", cmd_decline)):
         sp = add(name, fn, f"{name} a run awaiting sign-off. With MODELCERT_API_URL (the Airflow base URL) the "
                            "decision goes through Airflow as the authenticated user; without it, straight to the "

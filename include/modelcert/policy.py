@@ -32,7 +32,7 @@ from pydantic import (
 
 from modelcert.errors import ModelcertError, SpecError
 from modelcert.thresholds import Threshold
-from modelcert.vocabulary import CHECKS, KNOWN_CHECKS, RISK_TIERS, parse_duration, tier_message
+from modelcert.vocabulary import CHECKS, KNOWN_CHECKS, RISK_TIERS, Declaration, parse_duration, tier_message
 from modelcert.vocabulary import format_duration as format_duration  # re-exported: part of this module's interface
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[1] / "config" / "policy.y
 MAX_POLICY_BYTES = 256 * 1024
 ArtifactFormat = Literal["skops", "joblib"]
 Stage = Literal["data_quality", "performance", "robustness", "fairness", "drift", "compliance", "explainability"]
-Declaration = Literal["intended_use", "owner", "risk_tier", "data_retention_days", "consent_basis"]
 
 
 
@@ -131,6 +130,9 @@ class TierPolicy(_Strict):
     allow_warning: list[StrictStr] = []
     #: Declarations the compliance stage must find (``checks.compliance.require`` may add, never drop).
     required_declarations: list[Declaration] = []
+    #: A regulation dossier required by the spec's ``use_case.jurisdictions`` (``modelcert.dossier.frameworks``)
+    #: with an item no evidence or declaration covers: a failed compliance check (``fail``) or a warning.
+    dossier_gaps: Literal["fail", "warn"] = "warn"
     #: Minimum robustness evidence: attacks actually executed on the model (predictions-only audits exempt).
     min_attacks_executed: int = Field(default=0, ge=0, le=3)
     #: The sign-off quorum: approvals per role, from distinct people. A spec may add roles or raise counts.

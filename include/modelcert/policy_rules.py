@@ -180,8 +180,9 @@ def _stage_problems(spec: CertificationSpec, tier_name: str, tier: TierPolicy, l
         found.append(f"checks.robustness.attacks: empty, but the {tier_name}-tier policy requires at least {need} "
                      f"attack executed on the model ({label})")
     if "compliance" in tier.mandatory_stages or tier.required_declarations:
+        written = "require" in spec.checks.compliance.model_fields_set
         missing = [d for d in tier.required_declarations if d not in spec.checks.compliance.require]
-        if missing:
+        if missing and written:
             found.append(f"checks.compliance.require: omits {', '.join(missing)}, which the {tier_name}-tier policy "
                          f"requires ({label})")
         elif not spec.checks.compliance.require:
@@ -327,6 +328,8 @@ def effective_spec(spec: CertificationSpec, policy: Policy) -> CertificationSpec
             else:
                 over.setdefault(stage, {})[name] = merged.model_dump(mode="json")
     data["statistics"] = effective_statistics(spec, tier)
+    require = checks["compliance"]["require"]
+    checks["compliance"]["require"] = [*require, *(d for d in tier.required_declarations if d not in require)]
     data["signoff"]["required"] = merged_quorum(tier.signoff, spec.signoff.required)
     data["signoff"]["policy_merged"] = True
     if spec.certificate.valid_for > tier.max_validity:

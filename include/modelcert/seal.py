@@ -51,6 +51,7 @@ from modelcert.db.models import (
     CertificationRun,
     CheckResult,
     Finding,
+    Dossier,
     ModelVersion,
     Signoff,
     StageResult,
@@ -61,9 +62,9 @@ log = logging.getLogger("modelcert.seal")
 
 #: Tables sealed on their own, in the order ``verify`` reports them. Checks ride with their stage result.
 TABLES: dict[str, Table] = {m.__tablename__: m.__table__ for m in  # type: ignore[misc]
-                            (ModelVersion, CertificationRun, StageResult, Signoff, Certificate, Finding)}
+                            (ModelVersion, CertificationRun, StageResult, Signoff, Certificate, Finding, Dossier)}
 CHECKS: Table = CheckResult.__table__  # type: ignore[assignment]
-_MODELS = (ModelVersion, CertificationRun, StageResult, Signoff, Certificate, Finding)
+_MODELS = (ModelVersion, CertificationRun, StageResult, Signoff, Certificate, Finding, Dossier)
 
 _SEALED = "modelcert.seal.sealed"          # {(table, pk): digest} sealed in this transaction
 _TOUCHED = "modelcert.seal.touched"        # {table: {pk}} written in this transaction, sealed at commit

@@ -28,7 +28,8 @@ from modelcert import safe_yaml
 from modelcert.errors import SpecError
 from modelcert.safe_yaml import short
 from modelcert.thresholds import Threshold
-from modelcert.vocabulary import FAIRNESS_METRICS, PERFORMANCE_METRICS, parse_duration, tier_message
+from modelcert.vocabulary import DOCUMENTATION_FIELDS as DOCUMENTATION_FIELDS  # re-exported
+from modelcert.vocabulary import FAIRNESS_METRICS, PERFORMANCE_METRICS, Declaration, parse_duration, tier_message
 from modelcert.vocabulary import MAX_DURATION as MAX_DURATION  # re-exported: part of this module's interface
 from modelcert.vocabulary import RISK_TIERS as RISK_TIERS  # re-exported: part of this module's interface
 
@@ -145,6 +146,44 @@ class UseCase(_Strict):
         if policy is not None and v not in policy.tiers:
             raise ValueError(tier_message(v, policy).split(": ", 1)[1])
         return v
+
+
+class Documentation(_Strict):
+    """What a reader of the model card and the regulation dossiers needs that no check measures: what the model
+    is, why this algorithm, what it assumes and cannot do, where its data came from, who oversees it. Free
+    text (each at most 2,000 characters); which fields are required is the risk policy's call
+    (``required_declarations``)."""
+
+    #: What the model does, its inputs and output (model card "details"; EU AI Act Annex IV §1, §2(c)).
+    model_description: Text | None = None
+    #: Why this algorithm and these features (Annex IV §2(b); SR 26-2 conceptual soundness).
+    algorithm_rationale: Text | None = None
+    #: Assumptions the model relies on (SR 26-2 conceptual soundness).
+    assumptions: Text | None = None
+    #: Known limitations and conditions where it should not be trusted (Annex IV §3; Colorado).
+    limitations: Text | None = None
+    #: Ethical considerations and the mitigations taken (model card; Colorado discrimination-risk analysis).
+    ethical_considerations: Text | None = None
+    #: Where the training data came from, how it was collected and prepared (Art. 10; Colorado).
+    training_data_description: Text | None = None
+    #: Where the evaluation (test) data came from and why it is representative (Art. 10; LL144 data source).
+    evaluation_data_description: Text | None = None
+    #: When the evaluation data was collected, e.g. "2013-2014" (LL144: the data's date).
+    data_collection_period: ShortText | None = None
+    #: How people oversee, override and stop the model in use (Art. 14).
+    human_oversight: Text | None = None
+    #: How the model is monitored after deployment, beyond the recertification schedule (Annex IV §9; SR 26-2).
+    monitoring_plan: Text | None = None
+    #: Security measures around the model and its data (Art. 15; Annex IV §2(h)).
+    cybersecurity: Text | None = None
+    #: Who places the system on the market or develops it (Annex IV §1; Colorado developer).
+    provider: ShortText | None = None
+    #: Foreseeable misuse and harmful uses (Annex IV §3; Colorado).
+    foreseeable_misuse: Text | None = None
+    #: Challenger or benchmark models compared with this one, and the result (SR 26-2 benchmarking).
+    benchmarking: Text | None = None
+    #: How affected people are told that the model is used and how to contest a decision (Art. 13; Colorado).
+    transparency: Text | None = None
 
 
 class Governance(_Strict):
@@ -382,8 +421,9 @@ class BenchmarkSection(_Strict):
 
 
 class ComplianceChecks(_Strict):
-    require: list[Literal["intended_use", "owner", "risk_tier", "data_retention_days",
-                          "consent_basis"]] = list(DECLARATIONS)
+    #: Declarations that must be present. The risk policy's ``required_declarations`` for the tier are added
+    #: to this list by the policy transform (a spec that writes the list must include them).
+    require: list[Declaration] = list(DECLARATIONS)
 
 
 class Checks(_Strict):
@@ -570,6 +610,7 @@ class CertificationSpec(_Strict):
     predictions: PredictionsSection | None = None
     use_case: UseCase
     governance: Governance = Governance()
+    documentation: Documentation = Documentation()
     data: DataSection
     checks: Checks = Checks()
     signoff: Signoff = Signoff()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
@@ -116,3 +116,17 @@ def tier_message(name: object, policy: Policy) -> str:
     """The one line refusing a risk tier the policy does not define."""
     return (f"use_case.risk_tier: {short(name)} is not allowed; the risk tiers of {policy.label} are "
             f"{', '.join(sorted(policy.tiers))}")
+
+
+#: Fields of the spec's ``documentation:`` section (the model card and the regulation dossiers are filled from
+#: them). Each is also a declaration the policy may require (``required_declarations``) and the compliance stage
+#: then finds present: optional for a low tier, required for the high tier by the shipped policy.
+DOCUMENTATION_FIELDS = ("model_description", "algorithm_rationale", "assumptions", "limitations",
+                        "ethical_considerations", "training_data_description", "evaluation_data_description",
+                        "data_collection_period", "human_oversight", "monitoring_plan", "cybersecurity",
+                        "provider", "foreseeable_misuse", "benchmarking", "transparency")
+Declaration = Literal["intended_use", "owner", "risk_tier", "data_retention_days", "consent_basis",
+                      "model_description", "algorithm_rationale", "assumptions", "limitations",
+                      "ethical_considerations", "training_data_description", "evaluation_data_description",
+                      "data_collection_period", "human_oversight", "monitoring_plan", "cybersecurity",
+                      "provider", "foreseeable_misuse", "benchmarking", "transparency"]

@@ -25,7 +25,7 @@ config                500     the roles configuration is missing or malformed
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -126,6 +126,42 @@ def run(run_id: str, caller: CallerDep, engine: EngineDep) -> dict[str, Any]:
     """The run's evidence report, its sign-off state, what *you* may sign on it, and ``review``: the summary
     an approver must see first (warnings, waived checks, spec diff against the last certified spec, policy)."""
     return run_view(engine, run_id, caller)
+
+
+def _document_response(doc: Any) -> Response:
+    """A generated document as a download: its media type, file name, and sha256 (recorded with the run)."""
+    disposition = "inline" if doc.format == "html" else "attachment"
+    return Response(doc.body, media_type=doc.media_type,
+                    headers={"Content-Disposition": f'{disposition}; filename="{doc.filename}"',
+                             "X-Modelcert-Sha256": doc.sha256, "Cache-Control": "no-store"})
+
+
+@api.get("/runs/{run_id}/report")
+def run_report_document(run_id: str, caller: CallerDep, engine: EngineDep,
+                        format: Literal["html", "pdf", "json"] = "html") -> Response:
+    """The run's certification report (summary, findings, each stage's figures and table, model facts,
+    sign-offs, audit trail) as self-contained HTML, PDF or JSON; its sha256 is recorded with the run."""
+    from modelcert.dossier import documents
+
+    return _document_response(documents.report_document(engine, run_id, format))
+
+
+@api.get("/runs/{run_id}/dossier/{framework}")
+def run_dossier_document(run_id: str, framework: Literal["eu-ai-act", "nyc-ll144", "sr-26-2", "colorado"],
+                         caller: CallerDep, engine: EngineDep,
+                         format: Literal["html", "pdf", "md"] = "html") -> Response:
+    """A regulation dossier of the run, opening with its completeness table."""
+    from modelcert.dossier import frameworks
+
+    return _document_response(frameworks.dossier_document(engine, run_id, framework, format))
+
+
+@api.get("/runs/{run_id}/model-card")
+def run_model_card(run_id: str, caller: CallerDep, engine: EngineDep) -> Response:
+    """The model card (Mitchell et al. sections, written with skops.card) as Markdown."""
+    from modelcert.dossier import modelcard
+
+    return _document_response(modelcard.model_card_document(engine, run_id))
 
 
 def _decide(request: Request, caller: Caller, engine: Engine, run_id: str, decision: str, role: str,

@@ -191,7 +191,9 @@ async def run_page(request: Request, run_id: str) -> Response:
     from modelcert.explain_report import explainability_tables
 
     explain = next((st["summary"] for st in rep["stages"] if st["stage"] == "explainability"), None)
-    return render(request, "run.html", caller=caller, run=rep, checks=_checks_failed_first(rep),
+    figures = await run_in_threadpool(_stage_figures, rep)
+    return render(request, "run.html", caller=caller, run=rep, checks=_checks_failed_first(rep), figures=figures,
+                  frameworks=_frameworks(),
                   fairness_tables=fairness_tables(rep), explain_tables=explainability_tables(explain),
                   approved_by=approved_by, why_no_buttons=_why_no_buttons(rep, caller), csrf_header=CSRF_HEADER,
                   flash=request.query_params.get("done"), title=f"{rep['model']} {rep['version']} — certification run")
@@ -231,6 +233,19 @@ async def models_page(request: Request) -> Response:
 
 
 # --------------------------------------------------------------------------------------------- helpers
+def _stage_figures(rep: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per stage that recorded a result, the dossier's figures (inline SVG), so the page shows the picture."""
+    from modelcert.dossier import content
+
+    return [content.stage_section(st) for st in rep["stages"]]
+
+
+def _frameworks() -> tuple[str, ...]:
+    from modelcert.dossier.frameworks import FRAMEWORKS
+
+    return FRAMEWORKS
+
+
 def _stage_names() -> tuple[str, ...]:
     from modelcert.stages import STAGE_NAMES
 

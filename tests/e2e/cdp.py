@@ -43,6 +43,9 @@ def chromium_missing_reason() -> str | None:
 class Browser:
     """One headless Chromium process; ``context()`` gives an isolated page (fresh cookie jar)."""
 
+    #: DevTools events that report an error on a page (console.error, an uncaught exception, a failed load).
+    ERROR_EVENTS = ("Runtime.consoleAPICalled", "Runtime.exceptionThrown", "Log.entryAdded")
+
     def __init__(self, *, width: int = 1440, height: int = 1000, log: Path | None = None) -> None:
         from websockets.sync.client import connect
 
@@ -62,6 +65,7 @@ class Browser:
         port, path = port_file.read_text().splitlines()[:2]
         self.ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=20)
         self._ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []
 
     def send(self, method: str, params: dict[str, Any] | None = None, *, session: str | None = None,
              timeout: float = 60.0) -> dict[str, Any]:
@@ -80,7 +84,8 @@ class Browser:
                 if "error" in reply:
                     raise CDPError(f"{method}: {reply['error']}")
                 return dict(reply.get("result", {}))
-            # Events (no id) are not needed by these tests.
+            if "id" not in reply and reply.get("method") in self.ERROR_EVENTS:
+                self.events.append(reply)  # kept for console_errors(); other events are not needed
 
     def context(self) -> Page:
         ctx = self.send("Target.createBrowserContext", {"disposeOnDetach": True})["browserContextId"]
@@ -170,6 +175,22 @@ class Page:
         data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False})["data"]
         out = Path(path)
         out.write_bytes(base64.b64decode(data))
+        return out
+
+    def console_errors(self) -> list[str]:
+        """Errors this page reported so far (enable ``Log`` first for load errors): console.error calls, uncaught
+        exceptions and error-level log entries, as text."""
+        out = []
+        for e in self.browser.events:
+            if e.get("sessionId") != self.session:
+                continue
+            p = e.get("params", {})
+            if e["method"] == "Runtime.exceptionThrown":
+                out.append(str(p.get("exceptionDetails", {}).get("text")))
+            elif e["method"] == "Runtime.consoleAPICalled" and p.get("type") == "error":
+                out.append(" ".join(str(a.get("value", a.get("description"))) for a in p.get("args", [])))
+            elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+                out.append(str(p["entry"].get("text")))
         return out
 
     def close(self) -> None:

@@ -211,7 +211,8 @@ def refused(spec_: CertificationSpec, p: policy.Policy = SHIPPED) -> list[str]:
     ({"drift": {"required": False}},
      f"checks.drift.required: false switches off drift, a mandatory stage for the high tier ({LABEL})"),
     ({"compliance": {"require": ["owner"]}},
-     "checks.compliance.require: omits intended_use, risk_tier, data_retention_days, consent_basis, which the "
+     "checks.compliance.require: omits intended_use, risk_tier, data_retention_days, consent_basis, model_description, "
+     "algorithm_rationale, limitations, ethical_considerations, training_data_description, which the "
      f"high-tier policy requires ({LABEL})"),
 ])
 def test_each_kind_of_loosening_is_refused_with_its_line(checks: dict[str, Any], line: str) -> None:

@@ -289,3 +289,27 @@ class AuditEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Dossier(Base):
+    """A document generated from a run's evidence (report, model card, regulation dossier): its sha256 is
+    recorded here and sealed into the audit chain like other evidence. Once the run has a certificate the
+    dossier is ``frozen``: regenerating it must give the same bytes; if it does not (a library changed its
+    output), a new version is recorded that names the one it replaces (``supersedes_id``)."""
+
+    __tablename__ = "dossiers"
+    __table_args__ = (UniqueConstraint("run_id", "kind", "format", "version"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("certification_runs.id", ondelete="RESTRICT"), index=True)
+    #: report | model-card | eu-ai-act | nyc-ll144 | sr-26-2 | colorado
+    kind: Mapped[str] = mapped_column(String(32))
+    #: html | pdf | json | md
+    format: Mapped[str] = mapped_column(String(8))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    certificate_id: Mapped[str | None] = mapped_column(ForeignKey("certificates.id", ondelete="RESTRICT"))
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("dossiers.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -16,6 +16,7 @@ from typing import Any
 
 from modelcert.context import EvalContext
 from modelcert.stages.base import Check, StageOutcome, outcome
+from modelcert.vocabulary import DOCUMENTATION_FIELDS
 
 PREDICTIONS_ONLY = "not applicable: predictions only (third-party audit without a model artifact, so no features)"
 HIGH_RISK_MIN_ROLES = 2
@@ -27,6 +28,7 @@ DECLARATION_FIELDS: dict[str, str] = {
     "risk_tier": "use_case.risk_tier",
     "data_retention_days": "governance.data_retention_days",
     "consent_basis": "governance.consent_basis",
+    **{f: f"documentation.{f}" for f in DOCUMENTATION_FIELDS},
 }
 
 
@@ -38,7 +40,7 @@ def _declared(ctx: EvalContext, name: str) -> Any:
         "risk_tier": spec.use_case.risk_tier,
         "data_retention_days": spec.governance.data_retention_days,
         "consent_basis": spec.governance.consent_basis,
-    }[name]
+    }.get(name, getattr(spec.documentation, name, None))
 
 
 def _present(value: Any) -> bool:
@@ -72,8 +74,11 @@ class ComplianceStage:
                 "declaration", ok, "present and non-empty (checks.compliance.require)", subject=field,
                 message=f"{field} is declared: {value!r}" if ok else
                 f"{field} is missing{' (empty)' if value is not None else ''}; "
-                f"checks.compliance.require lists {name!r}",
+                f"required by checks.compliance.require or the risk policy's required_declarations ({name!r})",
                 detail={"declaration": name, "value": value if ok else None}))
+
+        # ------------------------------------------------------------------ regulation dossiers
+        checks += self._dossier_checks(ctx)
 
         # ------------------------------------------------------------------ features: PII and protected
         features = ctx.features
@@ -154,6 +159,39 @@ class ComplianceStage:
             "evidence_digest": ctx.evidence.digest if ctx.evidence is not None else None,
         }
         return outcome(self.name, checks, library=self.library, summary=summary)
+
+    @staticmethod
+    def _dossier_checks(ctx: EvalContext) -> list[Check]:
+        """Each regulation dossier ``use_case.jurisdictions`` requires (``modelcert.dossier.frameworks``) must be
+        complete: every item covered by a declaration or by evidence this run can produce. A gap fails the check,
+        or warns when the tier's policy says ``dossier_gaps: warn``."""
+        from modelcert.dossier.frameworks import Evidence, gaps, required_frameworks
+        from modelcert.policy import load_policy
+
+        spec = ctx.spec
+        required = required_frameworks(list(spec.use_case.jurisdictions))
+        if not required:
+            return [Check.info("dossier_completeness", None,
+                               message=f"no regulation dossier required by use_case.jurisdictions "
+                                       f"{list(spec.use_case.jurisdictions)}",
+                               detail={"jurisdictions": list(spec.use_case.jurisdictions)})]
+        policy = load_policy()
+        tier = policy.tiers.get(spec.use_case.risk_tier)
+        blocking = tier is None or tier.dossier_gaps == "fail"
+        ev = Evidence.for_spec(spec.model_dump(mode="json"),
+                               files=dict(ctx.evidence.files) if ctx.evidence is not None else {},
+                               policy=policy.label, digest=ctx.evidence.digest if ctx.evidence is not None else None)
+        out = []
+        for fw in required:
+            missing = gaps(fw, ev)
+            rule = f"every item of the {fw} dossier covered (use_case.jurisdictions; policy dossier_gaps)"
+            out.append(Check(
+                name="dossier_completeness", value=float(len(missing)), subject=fw, passed=not missing,
+                required=blocking, threshold={"rule": rule, "required": blocking},
+                message=(f"{fw} dossier: every item is covered" if not missing else
+                         f"{fw} dossier misses {len(missing)} item(s): " + "; ".join(missing)),
+                detail={"framework": fw, "missing": missing, "jurisdictions": list(spec.use_case.jurisdictions)}))
+        return out
 
 
 STAGE = ComplianceStage()

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from modelcert.context import EvalContext
+from modelcert.errors import DataError
 from modelcert.spec import resolve_path
 from modelcert.stages.base import Check, StageOutcome, outcome, threshold_requirements
 from modelcert.thresholds import Threshold
@@ -25,6 +26,8 @@ LATENCY_SEED = 0
 #: Calibration bins: equal width on [0, 1].
 ECE_BINS = 10
 PREDICTIONS_ONLY = "not applicable: predictions only (third-party audit without a model artifact)"
+#: Points kept per curve in the stage summary (ROC, precision-recall): enough to draw it, small enough to store.
+CURVE_POINTS = 200
 
 
 def _num(value: Any) -> float | None:
@@ -33,6 +36,27 @@ def _num(value: Any) -> float | None:
         return None
     v = float(value)
     return None if math.isnan(v) or math.isinf(v) else v
+
+
+def _downsample(*columns: np.ndarray, points: int = CURVE_POINTS) -> list[list[float]]:
+    """Up to ``points`` evenly spaced rows of the curve (first and last always kept), rounded to 6 decimals."""
+    n = len(columns[0])
+    idx = np.unique(np.linspace(0, n - 1, min(points, n)).round().astype(int)) if n else np.array([], dtype=int)
+    return [[round(float(c[i]), 6) for i in idx] for c in columns]
+
+
+def curves(y_true: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+    """ROC and precision-recall curves (scikit-learn), downsampled for the dossier's plots."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fpr, tpr, _ = roc_curve(y_true, score, pos_label=1)
+    precision, recall, _ = precision_recall_curve(y_true, score, pos_label=1)
+    roc_fpr, roc_tpr = _downsample(fpr, tpr)
+    pr_recall, pr_precision = _downsample(recall[::-1], precision[::-1])
+    return {"roc": {"fpr": roc_fpr, "tpr": roc_tpr},
+            "pr": {"recall": pr_recall, "precision": pr_precision,
+                   "positive_rate": round(float(np.mean(y_true)), 6)},
+            "points_max": CURVE_POINTS, "method": "sklearn.metrics.roc_curve / precision_recall_curve"}
 
 
 def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray,
@@ -111,6 +135,8 @@ class PerformanceStage:
         # ------------------------------------------------------------------ score-based metrics
         score = None
         score_note = ""
+        curve_data: dict[str, Any] | None = None
+        calibration_groups: dict[str, Any] = {}
         if raw_score is not None:
             score = np.asarray(raw_score, dtype=float)
             lo, hi = float(score.min()), float(score.max())
@@ -135,6 +161,9 @@ class PerformanceStage:
                 record("roc_auc", None, message="ROC AUC is undefined: the test labels contain one class only")
             record("brier_score", skm.brier_score_loss(y, score, pos_label=1), message=score_note)
             ece, bins = expected_calibration_error(y, score)
+            if both_classes:
+                curve_data = curves(y, score)
+            calibration_groups = self._calibration_by_group(ctx, y, score)
             record("expected_calibration_error", ece, message=score_note,
                    detail={"n_bins": ECE_BINS, "strategy": "uniform", "bins": bins,
                            **({"scaled": score_note} if score_note else {})})
@@ -177,12 +206,37 @@ class PerformanceStage:
         }
         if score_note:
             summary["score_note"] = score_note
+        if curve_data is not None:
+            summary["curves"] = curve_data
+        if calibration_groups:
+            summary["calibration_by_group"] = calibration_groups
         if summary_latency:
             summary["latency"] = summary_latency
         return outcome(self.name, checks, library=self.library, summary=summary,
                        requires=threshold_requirements("checks.performance", thresholds))
 
     # ---------------------------------------------------------------------- helpers
+    @staticmethod
+    def _calibration_by_group(ctx: EvalContext, y: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+        """Per protected attribute and group, the calibration bins (for the per-group calibration plot)."""
+        out: dict[str, Any] = {}
+        for attr in ctx.spec.data.protected_attributes:
+            try:
+                masks = ctx.group_masks(attr, "test")
+            except DataError:  # an empty group is the fairness stage's finding, not this plot's
+                continue
+            groups = {}
+            for g, mask in masks.items():
+                if mask.sum() and y[mask].min() != y[mask].max():
+                    ece_g, bins_g = expected_calibration_error(y[mask], score[mask])
+                    groups[g] = {"n": int(mask.sum()), "ece": round(ece_g, 6),
+                                 "bins": [{"mean_predicted": round(b["mean_predicted"], 6),
+                                           "observed_rate": round(b["observed_rate"], 6), "count": b["count"]}
+                                          for b in bins_g]}
+            if groups:
+                out[attr] = groups
+        return out
+
     @staticmethod
     def _latency(ctx: EvalContext) -> dict[str, Any]:
         """Single-row latency of the model itself: rows sliced before timing, one native thread, and
