@@ -1,7 +1,7 @@
 """dossiers: the sha256 of every document generated from a run's evidence (report, model card, regulation dossier)
 
 Revision ID: 0005
-Revises: 0003 (to be re-pointed at 0004 when the findings register's revision is merged before it)
+Revises: 0004
 Create Date: 2026-12-04 17:00:00
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
