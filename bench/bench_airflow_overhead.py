@@ -20,6 +20,7 @@ import argparse
 import logging
 import os
 import resource
+import shutil
 import tempfile
 import time
 import uuid
@@ -133,6 +134,7 @@ def through_airflow(spec: str, admin_url: str, preimport: bool) -> tuple[float, 
         return best
     finally:
         stack.stop()
+        shutil.rmtree(stack.home, ignore_errors=True)
         dispose_all()
         for db in (af, mc):
             admin(admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
