@@ -207,7 +207,8 @@ def refused(spec_: CertificationSpec, p: policy.Policy = SHIPPED) -> list[str]:
      f"warning for performance.roc_auc ({LABEL}; warnings allowed for: data_quality.duplicate_fraction, "
      "data_quality.leakage_fraction, performance.brier_score, performance.latency_p50_ms, "
      "performance.latency_p95_ms, performance.model_size_mb, fairness.average_odds_difference, "
-     "fairness.base_rate_difference)"),
+     "fairness.base_rate_difference, explainability.max_proxy_auc, explainability.max_weak_slices, "
+     "explainability.accuracy_max_drop)"),
     ({"drift": {"required": False}},
      f"checks.drift.required: false switches off drift, a mandatory stage for the high tier ({LABEL})"),
     ({"compliance": {"require": ["owner"]}},

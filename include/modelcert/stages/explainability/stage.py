@@ -21,8 +21,8 @@ import pandas as pd
 from modelcert.context import EvalContext, load_model_file
 from modelcert.errors import ArtifactError, ModelcertError
 from modelcert.stages.base import Check, RequiredCheck, StageOutcome, outcome
-from modelcert.stages.explainability import compare
 from modelcert.stages.explainability.columns import candidate_features, code_column, seeded_rows
+from modelcert.stages.explainability.compare import Metric, paired_bootstrap, verdicts
 from modelcert.stages.explainability.importance import Importance, explain
 from modelcert.stages.explainability.proxies import probe
 from modelcert.stages.explainability.slices import find_weak_slices
@@ -220,7 +220,7 @@ class ExplainabilityStage:
         alpha, method, resamples, seed = statistics(ctx)
         y = ctx.labels("test")
         challenger = score
-        judged: list[tuple[compare.Metric, Any]] = []
+        judged: list[tuple[Metric, Any]] = []
         problems: list[str] = []
         refs_out: list[dict[str, Any]] = []
         for label, ref in references:
@@ -229,13 +229,13 @@ class ExplainabilityStage:
             except ModelcertError as exc:
                 problems.append(f"{label}: {exc}")
                 continue
-            metrics = compare.paired_bootstrap(y=y, reference=scores, challenger=challenger,
+            metrics = paired_bootstrap(y=y, reference=scores, challenger=challenger,
                                                favorable_positive=ctx.favorable_is_positive, groups=groups,
                                                resamples=resamples, seed=seed, label=label)
             judged += [(m, getattr(ec, BOUNDS[m.name])) for m in metrics]
             refs_out.append({k: ref.get(k) for k in ("version", "run_id", "certificate_id", "sha256", "artifact",
                                                      "evidence_digest") if ref.get(k) is not None} | {"label": label})
-        results = compare.verdicts(judged, alpha=alpha, method=method)
+        results = verdicts(judged, alpha=alpha, method=method)
         table = []
         for (m, t), v in zip(judged, results, strict=True):
             ci = m.ci(alpha)
