@@ -177,22 +177,14 @@ def controlled_verdict(interval: Verdict, p_adjusted: float | None, alpha: float
 
 
 def settings(spec: Any) -> dict[str, Any]:
-    """alpha, multiple_testing, resamples and seed for a run: the spec's ``statistics`` section, then the risk
-    policy tier's ``statistics`` defaults when the policy declares them, then this module's defaults."""
+    """alpha, multiple_testing, resamples and seed for a run: the spec's ``statistics`` section, which a run's
+    stored (effective) spec always fills from the risk policy (``policy_rules.effective_statistics``); this module's
+    defaults only for a spec evaluated outside a run (tests, benchmarks). The live policy file is never read here:
+    a run is judged by the bar stored with it."""
     st = spec.statistics
-    tier_defaults: Any = None
-    try:
-        from modelcert.policy import load_policy
-
-        tier_defaults = getattr(load_policy().tier(spec.use_case.risk_tier), "statistics", None)
-    except Exception:  # noqa: BLE001 - an unknown tier is reported by the policy checks, not here
-        tier_defaults = None
 
     def pick(name: str, default: Any) -> Any:
         value = getattr(st, name, None)
-        if value is None and tier_defaults is not None:
-            value = (tier_defaults.get(name) if isinstance(tier_defaults, dict)
-                     else getattr(tier_defaults, name, None))
         return default if value is None else value
 
     return {"alpha": float(pick("alpha", DEFAULT_ALPHA)),

@@ -29,10 +29,6 @@ from modelcert.stages.explainability.slices import find_weak_slices
 
 NAME = "explainability"
 LIBRARY = "shap"
-#: Used when neither the spec nor the policy sets ``statistics`` (the values of the verdict contract's defaults).
-DEFAULT_ALPHA = 0.05
-DEFAULT_METHOD = "holm"
-DEFAULT_RESAMPLES = 1000
 AUDIT_IMPORTANCE = ("not applicable: a predictions-only audit has no model to explain (importance needs to query "
                     "the model); proxies and weak slices are computed from the data and the given predictions")
 #: Change bound per compared metric.
@@ -40,10 +36,12 @@ BOUNDS = {"roc_auc": "roc_auc_max_drop", "accuracy": "accuracy_max_drop", "impac
 
 
 def statistics(ctx: EvalContext) -> tuple[float, str, int, int]:
-    """alpha, multiple-testing method, bootstrap resamples and seed: the spec's ``statistics``, else defaults."""
-    s = ctx.spec.statistics
-    return (s.alpha or DEFAULT_ALPHA, s.multiple_testing or DEFAULT_METHOD, s.bootstrap_resamples or DEFAULT_RESAMPLES,
-            s.seed)
+    """alpha, multiple-testing method, bootstrap resamples and seed: the run's (effective) spec ``statistics``,
+    the same settings the fairness stage uses (``modelcert.stats.settings``)."""
+    from modelcert import stats
+
+    st = stats.settings(ctx.spec)
+    return st["alpha"], st["multiple_testing"], st["resamples"], st["seed"]
 
 
 def _positive_column(model: Any, positive_label: Any) -> int:
