@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-
 #: A judged check's verdict. ``inconclusive``: the value's 95% interval straddles the bound, so the data cannot
 #: tell whether the model meets it (README "Confidence-aware verdicts"); what it does is the risk policy's call.
 Verdict = Literal["pass", "fail", "inconclusive"]
