@@ -49,10 +49,14 @@ make_bookworm() {
   local tmp
   command -v debootstrap >/dev/null || { echo "debootstrap is not installed (apt-get install debootstrap)" >&2; return 2; }
   tmp="$(mktemp -d)"
-  trap 'rm -rf "$tmp"' RETURN
-  debootstrap --variant=minbase bookworm "$tmp/rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$tmp/log" \
-    || { tail -20 "$tmp/log" >&2; return 2; }
+  if ! debootstrap --variant=minbase bookworm "$tmp/rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
+       >"$tmp/log" 2>&1; then
+    tail -20 "$tmp/log" >&2
+    rm -rf "$tmp"
+    return 2
+  fi
   tar -C "$tmp/rootfs" -c . | "$DOCKER" import - modelcert-bookworm:local >/dev/null
+  rm -rf "$tmp"
 }
 
 if [[ "${REBUILD_BASE:-0}" == 1 ]] || ! "$DOCKER" image inspect modelcert-bookworm:local >/dev/null 2>&1; then
