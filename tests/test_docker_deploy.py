@@ -4,8 +4,8 @@ Runs scripts/docker_smoke.sh: images (without Docker Hub: a debootstrap base and
 (api-server, scheduler, dag-processor, triggerer, two Celery workers, Redis, PostgreSQL, init), two certifications
 through the REST API v2 (German credit -> awaiting sign-off, Adult -> rejected) with tasks on both workers, and
 compose down, which the script does even when something fails. Needs a Docker engine, or root and dockerd to
-start one. Measured at ~20 minutes with the images built and ~25 from nothing on the loaded 2-core development
-machine (README, "Deployment (Docker)"), too long for CI, hence opt-in.
+start one. Measured from nothing at 11 minutes on the shared 2-core development machine (load 6-18), and at
+20 minutes with the images already built when it was saturated (load 20-50): README, "Deployment (Docker)".
 """
 
 from __future__ import annotations
