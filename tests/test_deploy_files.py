@@ -1,8 +1,11 @@
-"""Static checks of the deployment files: Dockerfile and docker-compose.yaml.
+"""Static checks of the deployment files: Dockerfile, docker/local.Dockerfile, docker-compose.yaml and the
+scripts that build and run them (scripts/docker_local_images.sh, scripts/docker_smoke.sh,
+scripts/docker_certify.py).
 
 No Docker engine is needed (nor used): docker-compose.yaml is validated against the
 Compose Specification JSON schema vendored in tests/data/compose-spec.json (provenance
-in tests/data/README.md), and the Dockerfile is checked line by line.
+in tests/data/README.md), and the Dockerfiles are checked line by line. The deployment run for
+real is tests/test_docker_deploy.py (opt-in, MODELCERT_DOCKER_TESTS=1).
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
+LOCAL_DOCKERFILE = ROOT / "docker" / "local.Dockerfile"
+AIRFLOW_ENTRYPOINT = ROOT / "docker" / "airflow-entrypoint.sh"
+POSTGRES_ENTRYPOINT = ROOT / "docker" / "postgres-entrypoint.sh"
+POSTGRES_INITDB = ROOT / "docker" / "postgres-initdb.d"
+SCRIPTS = ROOT / "scripts"
 REQUIREMENTS = ROOT / "requirements.txt"
 SCHEMA_FILE = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 # sha256 of schemas/compose.schema.json in the npm package dclint 3.1.0 (see tests/data/README.md).
@@ -33,6 +41,7 @@ AIRFLOW_SERVICES = {
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-worker",
+    "airflow-worker-2",
     "airflow-triggerer",
     "airflow-init",
 }
@@ -92,11 +101,11 @@ def db_name(url: str) -> str:
     return urlsplit(url).path.lstrip("/")
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
+def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
     joined: list[str] = []
     buf = ""
-    for raw in DOCKERFILE.read_text().splitlines():
+    for raw in path.read_text().splitlines():
         line = raw.strip()
         if not buf and (not line or line.startswith("#")):
             continue
@@ -114,6 +123,19 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
         keyword, _, args = ins.partition(" ")
         out.append((keyword.upper(), args.strip()))
     return out
+
+
+def dockerfile_base_image() -> str:
+    """The image the Dockerfile builds on by default: its one FROM, with a global ARG default resolved."""
+    instructions = dockerfile_instructions()
+    froms = [i for i, (ins, _) in enumerate(instructions) if ins == "FROM"]
+    assert len(froms) == 1, froms
+    args = {}
+    for ins, rest in instructions[: froms[0]]:
+        if ins == "ARG":
+            name, _, default = rest.partition("=")
+            args[name.strip()] = default.strip()
+    return interpolate(instructions[froms[0]][1], args)
 
 
 def pinned_airflow_version() -> str:
@@ -213,12 +235,41 @@ def test_schema_rejects_unknown_top_level_key(validator, compose):
 # --------------------------------------------------------------------------- compose: content
 
 
-def test_expected_services(compose):
+def test_expected_services(compose, compose_resolved):
     assert set(compose["services"]) == AIRFLOW_SERVICES | SUPPORT_SERVICES
-    assert compose["services"]["postgres"]["image"].startswith("postgres:16")
+    # Docker Hub images by default; the local stand-ins only when asked for (scripts/docker_smoke.sh).
+    assert compose_resolved["services"]["postgres"]["image"] == "postgres:16"
+    assert compose_resolved["services"]["redis"]["image"] == "redis:7.2-bookworm"
+    local = interpolate_tree(compose, {"POSTGRES_IMAGE": "modelcert-postgres:local",
+                                       "REDIS_IMAGE": "modelcert-redis:local"})
+    assert local["services"]["postgres"]["image"] == "modelcert-postgres:local"
+    assert local["services"]["redis"]["image"] == "modelcert-redis:local"
     assert compose["services"]["airflow-apiserver"]["command"] == "api-server"
     assert compose["services"]["airflow-worker"]["command"] == "celery worker"
     assert compose["services"]["airflow-dag-processor"]["command"] == "dag-processor"
+
+
+def test_two_identical_celery_workers(compose):
+    workers = {name: svc for name, svc in compose["services"].items() if svc.get("command") == "celery worker"}
+    assert set(workers) == {"airflow-worker", "airflow-worker-2"}
+    assert workers["airflow-worker"] == workers["airflow-worker-2"]
+    # No fixed container or host name: each worker must be told apart by its own hostname (celery@<id>).
+    for svc in workers.values():
+        assert "container_name" not in svc and "hostname" not in svc
+
+
+def test_compose_file_is_readable_by_compose_v1(compose):
+    """Debian's docker-compose 1.29 is the client on some machines (this one): no `configs: content:`
+    (Compose >= 2.23 only), no top-level `name:` (v2 only)."""
+    assert "name" not in compose
+    for cfg in (compose.get("configs") or {}).values():
+        assert "content" not in cfg, cfg
+    docker_compose = shutil.which("docker-compose")
+    if docker_compose is None:
+        pytest.skip("docker-compose not installed (the static checks above still ran)")
+    proc = subprocess.run([docker_compose, "-f", str(COMPOSE_FILE), "config", "-q"], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_every_airflow_service_uses_the_common_image(compose):
@@ -273,11 +324,11 @@ def test_results_db_is_separate_from_metadata_db(compose_resolved):
 
     postgres = compose_resolved["services"]["postgres"]
     assert env_dict(postgres)["POSTGRES_DB"] == metadata_db
-    # The postgres init script creates the second database.
-    (cfg_ref,) = postgres["configs"]
-    assert cfg_ref["target"].startswith("/docker-entrypoint-initdb.d/")
-    assert cfg_ref["target"].endswith(".sql")
-    init_sql = compose_resolved["configs"][cfg_ref["source"]]["content"]
+    # The postgres init scripts (bind-mounted) create the second database.
+    (mount,) = [v for v in postgres["volumes"] if v.split(":")[1] == "/docker-entrypoint-initdb.d"]
+    host_dir = ROOT / mount.split(":")[0]
+    assert host_dir.resolve() == POSTGRES_INITDB.resolve()
+    init_sql = "\n".join(p.read_text() for p in sorted(host_dir.glob("*.sql")))
     assert re.search(rf"CREATE DATABASE\s+\"?{results_db}\"?", init_sql, re.IGNORECASE)
 
 
@@ -330,17 +381,141 @@ def test_interpolation_helper():
 
 
 def test_dockerfile_base_image_is_airflow_3_3():
-    froms = [args for ins, args in dockerfile_instructions() if ins == "FROM"]
-    assert len(froms) == 1, froms
-    m = re.fullmatch(r"apache/airflow:(3\.3\.\d+)-python(3\.\d+)", froms[0])
-    assert m, froms[0]
+    (base,) = [args for ins, args in dockerfile_instructions() if ins == "FROM"]
+    assert base == "${BASE_IMAGE}", "the base image is chosen with the BASE_IMAGE build argument"
+    m = re.fullmatch(r"apache/airflow:(3\.3\.\d+)-python(3\.\d+)", dockerfile_base_image())
+    assert m, dockerfile_base_image()
     assert m.group(2) == "3.11"
 
 
 def test_airflow_pin_matches_image_tag():
-    (base,) = [args for ins, args in dockerfile_instructions() if ins == "FROM"]
-    image_version = re.fullmatch(r"apache/airflow:([0-9.]+)-python[0-9.]+", base).group(1)
+    image_version = re.fullmatch(r"apache/airflow:([0-9.]+)-python[0-9.]+", dockerfile_base_image()).group(1)
     assert pinned_airflow_version() == image_version
+    # The local stand-in base declares the same version (the Dockerfile installs apache-airflow==$AIRFLOW_VERSION).
+    local_args = dict(a.partition("=")[::2] for ins, a in dockerfile_instructions(LOCAL_DOCKERFILE) if ins == "ARG")
+    assert local_args["AIRFLOW_VERSION"] == image_version
+
+
+def test_ca_bundle_is_a_build_secret_never_a_layer():
+    """Behind a TLS-intercepting proxy pip needs its CA: a BuildKit secret mounted for the RUN steps that
+    reach the index, so it is in no layer; no COPY/ADD/ENV/ARG carries a certificate into the image."""
+    instructions = dockerfile_instructions()
+    pip_runs = [args for ins, args in instructions if ins == "RUN" and "pip install" in args]
+    for args in pip_runs:
+        if "--no-deps -e" in args or "-r /opt/airflow/requirements.txt" in args:
+            assert args.startswith("--mount=type=secret,id=ca_bundle,required=false"), args
+            assert "PIP_CERT=/run/secrets/ca_bundle" in args, args
+    for ins, args in instructions:
+        if ins in ("COPY", "ADD", "ENV", "ARG"):
+            assert not re.search(r"\.(crt|pem)\b|ca[-_]?bundle|CERT", args, re.IGNORECASE), (ins, args)
+
+
+def test_local_dockerfile_stands_in_for_the_hub_images():
+    text = LOCAL_DOCKERFILE.read_text()
+    instructions = dockerfile_instructions(LOCAL_DOCKERFILE)
+    targets = [a.split()[-1] for ins, a in instructions if ins == "FROM"]
+    assert targets == ["airflow-base", "postgres", "redis"]
+    assert all(a.startswith("${BOOKWORM_IMAGE} AS ") for ins, a in instructions if ins == "FROM")
+    # airflow-base: the official image's user (uid 50000, gid 0), paths and entrypoint.
+    assert re.search(r"useradd --uid \"\$\{AIRFLOW_UID\}\" --gid 0 .*airflow", text)
+    assert "ARG AIRFLOW_UID=50000" in text
+    assert "AIRFLOW_HOME=/opt/airflow" in text
+    assert "COPY docker/airflow-entrypoint.sh /entrypoint" in text
+    assert 'ENTRYPOINT ["/usr/bin/dumb-init", "--", "/entrypoint"]' in text
+    # postgres: the entrypoint that honours POSTGRES_* and the initdb.d scripts.
+    assert "COPY docker/postgres-entrypoint.sh /usr/local/bin/docker-entrypoint.sh" in text
+    # Only Debian packages: nothing in this file reaches PyPI.
+    assert "pip install" not in text
+    # The health checks of docker-compose.yaml need these on PATH.
+    assert "curl" in text and "redis-server" in text and "postgresql-15" in text
+
+
+def _fake_airflow(tmp_path: Path) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "airflow"
+    fake.write_text('#!/bin/sh\necho "airflow $*"\n')
+    fake.chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["api-server"], "airflow api-server"),
+        (["celery", "worker"], "airflow celery worker"),
+        (["airflow", "db", "migrate"], "airflow db migrate"),
+        (["bash", "-c", "echo from bash"], "from bash"),
+        ([], "airflow --help"),
+    ],
+)
+def test_local_airflow_entrypoint_maps_commands_like_the_official_one(tmp_path, argv, expected):
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash not available")
+    proc = subprocess.run([bash, str(AIRFLOW_ENTRYPOINT), *argv], capture_output=True, text=True,
+                          env=_fake_airflow(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == expected
+
+
+def test_local_postgres_entrypoint_refuses_no_password():
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash not available")
+    proc = subprocess.run([bash, str(POSTGRES_ENTRYPOINT), "postgres"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PGDATA": "/nonexistent"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "postgres: POSTGRES_PASSWORD must be set (no password-less TCP access in this image)"
+
+
+@pytest.mark.parametrize("script", ["docker_local_images.sh", "docker_smoke.sh", "../docker/postgres-entrypoint.sh"])
+def test_docker_scripts_are_valid_shell(script):
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash not available")
+    proc = subprocess.run([bash, "-n", str(SCRIPTS / script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_smoke_script_tears_down_and_checks_two_workers():
+    text = (SCRIPTS / "docker_smoke.sh").read_text()
+    assert "trap cleanup EXIT" in text
+    assert re.search(r"down -v --remove-orphans", text)
+    assert "--run german_credit.yaml:awaiting_signoff --run adult_income.yaml:rejected" in text
+    assert "--min-workers 2" in text
+
+
+def _certify_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docker_certify", SCRIPTS / "docker_certify.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_certify_client_arguments():
+    mod = _certify_module()
+    args = mod.parse_args(["--base-url", "http://x", "--run", "german_credit.yaml:awaiting_signoff",
+                           "--run", "adult_income.yaml:rejected", "--run-id", "adult_income.yaml=adult_1__t"])
+    assert args.expected == {"german_credit.yaml": "awaiting_signoff", "adult_income.yaml": "rejected"}
+    assert args.run_ids == {"adult_income.yaml": "adult_1__t"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--run", "german_credit.yaml:approved"], "--run 'german_credit.yaml:approved': expected SPEC:VERDICT"),
+        (["--run", "a.yaml:rejected", "--run-id", "b.yaml=x"], "--run-id 'b.yaml=x': expected SPEC=ID"),
+    ],
+)
+def test_certify_client_refuses_bad_arguments(capsys, argv, message):
+    mod = _certify_module()
+    with pytest.raises(SystemExit) as exc:
+        mod.parse_args(["--base-url", "http://x", *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_dockerfile_installs_project_as_airflow_user():
@@ -377,3 +552,27 @@ def test_dockerfile_installs_project_as_airflow_user():
     assert nodeps and "--no-deps" in nodeps[0], commands
     project = [c for c in commands if re.search(r"(-e\s+)?(\.|/opt/airflow)\s*$", c)]
     assert project and "--no-deps" in project[0], commands
+
+
+def _seconds(value: str) -> int:
+    m = re.fullmatch(r"(\d+)s", value)
+    assert m, value
+    return int(m.group(1))
+
+
+def test_cli_health_checks_kill_themselves_before_docker_gives_up(compose):
+    """Docker 20.10 does not kill a health check's process when it times out: a check that starts the Airflow or
+    Celery CLI must stop itself (`timeout N`, N below the check's timeout), or slow checks pile up."""
+    cli_checks = 0
+    for name, svc in compose["services"].items():
+        test = svc.get("healthcheck", {}).get("test")
+        if not test:
+            continue
+        command = test[-1]
+        if re.search(r"\b(airflow|celery)\b", command):
+            cli_checks += 1
+            m = re.match(r"timeout (\d+) ", command)
+            assert m, (name, command)
+            assert int(m.group(1)) < _seconds(svc["healthcheck"]["timeout"]), name
+            assert _seconds(svc["healthcheck"]["interval"]) >= _seconds(svc["healthcheck"]["timeout"]), name
+    assert cli_checks == 4  # dag-processor, triggerer, two workers
