@@ -619,7 +619,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from modelcert import pipeline
 
     engine = _engine(args)
-    from modelcert.dossier.documents import record_certified
+    from modelcert.dossier.certified import record_certified
 
     run_id = _run_id(args, engine)
     cert = pipeline.promote(engine, run_id)

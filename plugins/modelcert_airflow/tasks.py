@@ -255,7 +255,7 @@ def signoff_note(reg: dict[str, Any] | None, airflow_run_id: str) -> str:
 def promote(run_id: str) -> dict[str, Any]:
     from modelcert import pipeline
     from modelcert.db.session import retry_transient
-    from modelcert.dossier.documents import record_certified
+    from modelcert.dossier.certified import record_certified
 
     engine = results_engine()
     cert = retry_transient(lambda: pipeline.promote(engine, run_id), what="promote")

@@ -20,7 +20,8 @@ from modelcert import pipeline
 from modelcert.db.models import Finding
 from modelcert.db.session import reader, transaction
 from modelcert.dossier import content, frameworks, modelcard, store
-from modelcert.dossier.documents import CERTIFIED, gather, record_certified, report_document
+from modelcert.dossier.certified import CERTIFIED, record_certified
+from modelcert.dossier.documents import gather, report_document
 from modelcert.governance import Identity, edit_remediation
 from modelcert.stages import STAGE_NAMES
 from tests.lifecycle import ROLES

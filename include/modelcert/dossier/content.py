@@ -44,7 +44,8 @@ MEANING: dict[str, str] = {
 }
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 STAGE_TITLES = {"data_quality": "Data quality", "performance": "Performance", "robustness": "Robustness",
-                "fairness": "Fairness", "drift": "Drift", "compliance": "Compliance"}
+                "fairness": "Fairness", "drift": "Drift", "compliance": "Compliance",
+                "explainability": "Explainability"}
 
 
 def _finite(v: Any) -> bool:
@@ -278,7 +279,8 @@ def stage_section(st: dict[str, Any], *, figures: bool = True) -> dict[str, Any]
         for a in view:
             for c in a["comparisons"]:
                 if c.get("threshold"):
-                    by_metric.setdefault(c["metric"], []).append({**c, "label": f"{a['attribute']}: {c['label']}"})
+                    vs = f" vs {a['reference']}" if a.get("reference") and not isinstance(a["reference"], dict) else ""
+                    by_metric.setdefault(c["metric"], []).append({**c, "label": f"{a['attribute']}: {c['label']}{vs}"})
                     thresholds[c["metric"]] = c["threshold"]
         if figures:
             for metric, rows in sorted(by_metric.items()):
@@ -327,6 +329,14 @@ def stage_section(st: dict[str, Any], *, figures: bool = True) -> dict[str, Any]
                          "svg": plots.robustness(series, bound, clean)})
         for attack, why in (summary.get("attacks_not_applicable") or {}).items():
             notes.append(f"{attack}: not applicable: {why}")
+    elif stage == "explainability":
+        from modelcert.explain_report import explainability_tables
+
+        extra["tables"] = explainability_tables(summary)
+        imp = summary.get("importance") or {}
+        if imp.get("features") and figures:
+            figs.append({"title": "Feature importance", "svg": plots.importance(imp["features"], str(imp.get(
+                "unit") or ""))})
     elif stage == "data_quality":
         counts = summary.get("expectations_by_dataset") or {}
         if counts and figures:
