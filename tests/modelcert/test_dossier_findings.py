@@ -165,3 +165,26 @@ def test_a_document_that_cannot_be_made_is_reported_and_never_fails_the_promote(
     assert out["model-card"]["error"] == "RuntimeError: skops.card is broken"
     assert "error" not in out["report"] and out["report"]["frozen"]
     assert [(r["kind"], r["format"]) for r in store.history(engine, run_id)] == [("report", "html")]
+
+
+def test_a_certified_runs_report_keeps_its_findings_as_issued(
+        engine: Any, tmp_path: Path, stages: dict[str, Fake]) -> None:
+    """Closing a finding (the next version passes the check) or editing its remediation after the certificate
+    changes the register, not the frozen report: it shows the findings as they stood when it was issued."""
+    stages["drift"].verdict = "warning"
+    v1 = run(engine, spec(tmp_path, "1"), "frozen/1")["run_id"]
+    approve_both(engine, v1)
+    pipeline.promote(engine, v1)
+    [first] = record_certified(engine, v1)[1:]
+    assert first["kind"] == "report"
+    key = "drift.score[all]"
+    edit_remediation(engine, v1, _ids(engine, v1)[key], Identity("bob", "t"), text_="later plan", roles=ROLES)
+    stages["drift"].verdict = "passed"
+    run(engine, spec(tmp_path, "2"), "frozen/2")
+    with reader(engine) as s:
+        closed = s.execute(select(Finding).where(Finding.run_id == v1)).scalar_one()
+    assert (closed.status, closed.remediation) == ("closed", "later plan")  # the register moved on
+    again = report_document(engine, v1, "html", record=False)
+    assert again.sha256 == first["sha256"]
+    table = _between(again.body.decode(), 'id="findings-table"', "</table>")
+    assert key in table and ">open<" in table and "later plan" not in table
