@@ -355,11 +355,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
             for line in explainability_lines(st["summary"]):
                 con.print("  " + escape(line), soft_wrap=True)
-    _print_findings(con, rep.get("findings") or [])
+    if rep.get("findings"):
+        _print_findings(con, rep["findings"])
+    else:
+        _print_check_findings(con, rep)
     _print_fairness_tables(con, report.fairness_tables(rep))
     con.print("\n[bold]sign-offs[/bold]")
     for x in rep["signoffs"] or [{"approver": "none yet", "role": "", "decision": "", "comment": ""}]:
         con.print(escape(f"  {x['approver']} {x['role']} {x['decision']} {x['comment']}"))
+    from modelcert.dossier.content import acceptances
+
+    for a in acceptances(rep):
+        con.print(escape(f"  {a['who']} {a['role']} accepted risk of finding #{a['id']} {a['finding']} "
+                         f"({a['severity']}, {a['verdict']}) at {a['at']}: {a['reason']}"))
     if rep["certificate"]:
         c = rep["certificate"]
         con.print(f"\n[bold]certificate[/bold] {c['certificate_id']} {c['status']} valid until {c['valid_until']}")
@@ -384,6 +392,18 @@ def _print_findings(con: Any, rows: list[dict[str, Any]]) -> None:
             con.print(escape(f"         remediation: {f['remediation']}"))
         if f.get("carried_from"):
             con.print(f"         carried over from finding #{f['carried_from']}")
+
+
+def _print_check_findings(con: Any, rep: dict[str, Any]) -> None:
+    """A run without findings-register rows (decided before the register existed, or not decided): its failed
+    and inconclusive checks, most severe first, from the check rows."""
+    from modelcert.dossier.content import findings
+
+    rows = findings(rep)
+    con.print(f"\n[bold]findings[/bold] ({len(rows)}, from the check rows: this run has no findings register)"
+              if rows else "\n[bold]findings[/bold]: none")
+    for f in rows:
+        con.print(escape(f"  {f['severity']:<6} {f['check']} {f['verdict']} — {f['meaning'] or f['message']}"))
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
@@ -599,8 +619,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from modelcert import pipeline
 
     engine = _engine(args)
-    cert = pipeline.promote(engine, _run_id(args, engine))
-    _print_json(cert)
+    from modelcert.dossier.certified import record_certified
+
+    run_id = _run_id(args, engine)
+    cert = pipeline.promote(engine, run_id)
+    _print_json({**cert, "documents": record_certified(engine, run_id)})
     return 0
 
 

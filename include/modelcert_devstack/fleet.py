@@ -76,4 +76,7 @@ def certify(engine: Any, spec_path: Path, *, key: str) -> dict[str, Any]:
     for who, role in APPROVERS:
         record_decision(engine, reg.run_id, Identity(who, "demo:auto-approval"), role=role, decision="approve",
                         evidence_digest=shown, comment="fleet auto-approval")
-    return dict(pipeline.promote(engine, reg.run_id))
+    from modelcert.dossier.certified import record_certified
+
+    cert = dict(pipeline.promote(engine, reg.run_id))
+    return {**cert, "documents": record_certified(engine, reg.run_id)}

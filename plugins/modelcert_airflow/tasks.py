@@ -255,5 +255,9 @@ def signoff_note(reg: dict[str, Any] | None, airflow_run_id: str) -> str:
 def promote(run_id: str) -> dict[str, Any]:
     from modelcert import pipeline
     from modelcert.db.session import retry_transient
+    from modelcert.dossier.certified import record_certified
 
-    return retry_transient(lambda: pipeline.promote(results_engine(), run_id), what="promote")
+    engine = results_engine()
+    cert = retry_transient(lambda: pipeline.promote(engine, run_id), what="promote")
+    # After the certificate's transaction: the model card and the report, recorded frozen (never fails the task).
+    return {**cert, "documents": record_certified(engine, run_id)}

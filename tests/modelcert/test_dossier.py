@@ -21,10 +21,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from modelcert import pipeline
+from modelcert import findings, pipeline
 from modelcert.dossier import content, frameworks, modelcard, store
 from modelcert.dossier.documents import Document, gather, report_document
-from modelcert.governance import Identity, record_decision
+from modelcert.governance import Identity, accept_findings, record_decision
 from modelcert.stages import STAGE_NAMES
 from tests.conftest import REPO, _scratch_db
 from tests.lifecycle import ROLES, digest_shown
@@ -48,6 +48,15 @@ def runs(pg_admin_url: str, migrated_template: str) -> Any:
             pipeline.run_stage(engine, reg.run_id, stage)
         pipeline.decide(engine, reg.run_id)
         ids[key] = reg.run_id
+    # The policy's high tier asks a named role to accept each blocking finding (inconclusive fairness on 300 test
+    # rows) before anyone approves: the acceptances are part of the evidence the dossier shows.
+    open_roles = {f["accept_role"] for f in findings.list_findings(engine, ids["german"])
+                  if f["blocking"] and f["status"] == "open"}
+    for who, role in (("bob", "model_validator"), ("dave", "risk_officer")):
+        if role in open_roles:
+            accept_findings(engine, ids["german"], Identity(who, "test"), role=role, roles=ROLES,
+                            reason="intervals straddle the bound on the demo's small test set; monitored",
+                            evidence_digest=digest_shown(engine, ids["german"]))
     for who, role in (("bob", "model_validator"), ("dave", "risk_officer")):
         record_decision(engine, ids["german"], Identity(who, "test"), role=role, decision="approve", roles=ROLES,
                         evidence_digest=digest_shown(engine, ids["german"]))
@@ -99,7 +108,9 @@ def test_html_report_renders_in_chromium_with_a_figure_per_stage(runs: Any, tmp_
             with_plot = page.evaluate("Array.from(new Set(Array.from(document.querySelectorAll('figure.plot')).map("
                                       "f => f.dataset.stage)))")
             # Every stage that judged something has a figure (compliance judges declarations: a table only).
-            assert set(ran) - {"compliance"} <= set(with_plot), (ran, with_plot)
+            # A predictions-only audit (COMPAS) has no model to explain: explainability is tables only there.
+            tables_only = {"compliance"} | ({"explainability"} if key == "compas" else set())
+            assert set(ran) - tables_only <= set(with_plot), (ran, with_plot)
             assert len(ran) >= (5 if key == "german" else 4)
             drawn = page.evaluate("Array.from(document.querySelectorAll('figure.plot svg')).every(s => "
                                   "s.getBoundingClientRect().width > 100 && s.querySelectorAll('path').length > 5)")
@@ -225,7 +236,9 @@ def test_findings_most_severe_first_with_plain_words(runs: Any) -> None:
     found = content.findings(rep, rep["waived"])
     order = [content.SEVERITY_ORDER[f["severity"]] for f in found]
     assert order == sorted(order) and found[0]["severity"] == "high"
-    assert any(f["check"] == "fairness.disparate_impact[race]" and f["meaning"] for f in found)
+    # Per race category, from the findings register (its own plain words).
+    assert any(f["check"].startswith("fairness.disparate_impact[race=") and f["meaning"] and f["source"] == "register"
+               for f in found)
 
 
 def test_cli_report_formats_and_one_line_errors(runs: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

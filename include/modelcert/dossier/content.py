@@ -44,7 +44,8 @@ MEANING: dict[str, str] = {
 }
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 STAGE_TITLES = {"data_quality": "Data quality", "performance": "Performance", "robustness": "Robustness",
-                "fairness": "Fairness", "drift": "Drift", "compliance": "Compliance"}
+                "fairness": "Fairness", "drift": "Drift", "compliance": "Compliance",
+                "explainability": "Explainability"}
 
 
 def _finite(v: Any) -> bool:
@@ -97,10 +98,45 @@ def check_id(stage: str, check: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------------------------- findings
 def findings(rep: dict[str, Any], waived: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Every failed, inconclusive or waived check, most severe first, with what it means in plain words.
+    """The run's findings, most severe first, with what each means in plain words.
 
-    Severity: a failed required check is high; an inconclusive one medium (the interval straddles the bound);
-    a failed warning-only check medium; a check waived by ``required: false`` low (it could not block)."""
+    From the findings register (``rep["findings"]``, ``modelcert.findings``) when the run has rows there: its
+    severity, verdict, key, meaning, owner, remediation, status and acceptance, with the judged value and bound
+    looked up from the check row of the same key. Only a run without register rows (decided before the register
+    existed, or never decided) falls back to its check rows: a failed required check is high; an inconclusive one
+    or a failed warning-only check medium. Either way the checks the spec made non-blocking (``required: false``,
+    ``waived``) follow as low, labelled as the spec's choice."""
+    register = rep.get("findings") or []
+    out = _from_register(rep, register) if register else _from_checks(rep)
+    for w in waived or []:
+        check = str(w.get("check", ""))
+        out.append({"severity": "low", "verdict": "waived", "check": check, "stage": check.split(".", 1)[0],
+                    "value": None, "threshold": w.get("text", ""), "source": "spec",
+                    "message": "marked required: false in the spec: reported, never blocking",
+                    "meaning": MEANING.get(check.split(".")[-1], "")})
+    out.sort(key=lambda f: SEVERITY_ORDER.get(f["severity"], 9))  # stable: keeps the register's own order within
+    return out
+
+
+def _from_register(rep: dict[str, Any], register: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    checks = {check_id(st["stage"], c): c for st in rep.get("stages", []) for c in st.get("checks", [])}
+    out = []
+    for f in register:
+        c = checks.get(f["key"]) or {}
+        out.append({"severity": f["severity"], "verdict": f["verdict"], "check": f["key"],
+                    "stage": f["key"].split(".", 1)[0], "value": c.get("value"),
+                    "threshold": threshold_text(c.get("threshold")) if c.get("threshold") else "—",
+                    "message": f.get("message") or "", "meaning": f.get("meaning") or "", "source": "register",
+                    "id": f.get("id"), "required": f.get("required"), "blocking": f.get("blocking"),
+                    "accept_role": f.get("accept_role"), "owner": f.get("owner"),
+                    "remediation": f.get("remediation") or "", "status": f.get("status"),
+                    "accepted_by": f.get("accepted_by"), "accepted_role": f.get("accepted_role"),
+                    "accepted_at": f.get("accepted_at"), "reason": f.get("reason") or "",
+                    "carried_from": f.get("carried_from")})
+    return out
+
+
+def _from_checks(rep: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for st in rep.get("stages", []):
         for c in st.get("checks", []):
@@ -110,13 +146,34 @@ def findings(rep: dict[str, Any], waived: list[dict[str, Any]] | None = None) ->
             severity = "high" if v == "fail" else "medium"
             out.append({"severity": severity, "verdict": v, "check": check_id(st["stage"], c), "stage": st["stage"],
                         "value": c.get("value"), "threshold": threshold_text(c.get("threshold")),
-                        "message": c.get("message") or "", "meaning": MEANING.get(c["name"], "")})
-    for w in waived or []:
-        out.append({"severity": "low", "verdict": "waived", "check": w.get("check", ""), "stage":
-                    str(w.get("check", "")).split(".", 1)[0], "value": None, "threshold": w.get("text", ""),
-                    "message": "marked required: false in the spec: reported, never blocking",
-                    "meaning": MEANING.get(str(w.get("check", "")).split(".")[-1], "")})
+                        "message": c.get("message") or "", "meaning": MEANING.get(c["name"], ""),
+                        "source": "checks"})
     out.sort(key=lambda f: (SEVERITY_ORDER[f["severity"]], f["stage"], f["check"]))
+    return out
+
+
+def findings_source(rep: dict[str, Any]) -> str:
+    """Where a document's findings come from, in one sentence for its reader."""
+    if rep.get("findings"):
+        return ("From the findings register of this run (severity set by the risk policy of its tier; a blocking "
+                "finding must be accepted before sign-off).")
+    return ("From the check rows: this run has no findings-register rows (decided before the register existed, "
+            "or not decided).")
+
+
+def acceptances(rep: dict[str, Any]) -> list[dict[str, Any]]:
+    """Risk acceptances of the run's findings: who accepted which finding, in which role, why, when, and on which
+    evidence digest — from the audit events ``finding_accepted`` (the record ``findings.unaccepted`` trusts; the
+    register row's reason is overwritten if a later run closes the finding, the event is not)."""
+    out = []
+    for e in rep.get("audit") or []:
+        p = e.get("payload") or {}
+        if e.get("action") != "finding_accepted" or not isinstance(p, dict):
+            continue
+        out.append({"who": e.get("actor"), "role": p.get("role"), "finding": p.get("key"), "id": p.get("finding"),
+                    "severity": p.get("severity"), "verdict": p.get("verdict"), "reason": p.get("reason") or "",
+                    "at": e.get("ts"), "evidence_digest": p.get("evidence_digest") or "",
+                    "authenticated_via": p.get("authenticated_via")})
     return out
 
 
@@ -222,7 +279,8 @@ def stage_section(st: dict[str, Any], *, figures: bool = True) -> dict[str, Any]
         for a in view:
             for c in a["comparisons"]:
                 if c.get("threshold"):
-                    by_metric.setdefault(c["metric"], []).append({**c, "label": f"{a['attribute']}: {c['label']}"})
+                    vs = f" vs {a['reference']}" if a.get("reference") and not isinstance(a["reference"], dict) else ""
+                    by_metric.setdefault(c["metric"], []).append({**c, "label": f"{a['attribute']}: {c['label']}{vs}"})
                     thresholds[c["metric"]] = c["threshold"]
         if figures:
             for metric, rows in sorted(by_metric.items()):
@@ -271,6 +329,14 @@ def stage_section(st: dict[str, Any], *, figures: bool = True) -> dict[str, Any]
                          "svg": plots.robustness(series, bound, clean)})
         for attack, why in (summary.get("attacks_not_applicable") or {}).items():
             notes.append(f"{attack}: not applicable: {why}")
+    elif stage == "explainability":
+        from modelcert.explain_report import explainability_tables
+
+        extra["tables"] = explainability_tables(summary)
+        imp = summary.get("importance") or {}
+        if imp.get("features") and figures:
+            figs.append({"title": "Feature importance", "svg": plots.importance(imp["features"], str(imp.get(
+                "unit") or ""))})
     elif stage == "data_quality":
         counts = summary.get("expectations_by_dataset") or {}
         if counts and figures:
@@ -294,6 +360,8 @@ def summary_block(rep: dict[str, Any]) -> dict[str, Any]:
         "jurisdictions": uc.get("jurisdictions") or [], "outcome": rep.get("status"),
         "reasons": rep.get("reasons") or [],
         "signed_off": [{"who": s["approver"], "role": s["role"], "at": s["at"]} for s in approvals],
+        "risk_accepted": [{"who": a["who"], "role": a["role"], "finding": a["finding"], "at": a["at"]}
+                          for a in acceptances(rep)],
         "certificate": rep.get("certificate"), "policy": rep.get("policy"),
         "evidence_digest": rep.get("evidence_digest"),
         "created_at": rep.get("created_at"), "decided_at": rep.get("decided_at"), "run_id": rep.get("run_id"),
@@ -326,6 +394,8 @@ def build(rep: dict[str, Any], *, waived: list[dict[str, Any]] | None = None, fa
         "title": f"Certification report: {rep.get('model')} {rep.get('version')}",
         "summary": summary_block(rep),
         "findings": findings(rep, waived),
+        "findings_source": findings_source(rep),
+        "acceptances": acceptances(rep),
         "stages": [stage_section(st, figures=figures) for st in rep.get("stages", [])],
         "model": model_facts_block(rep, facts),
         "signoffs": rep.get("signoffs") or [],

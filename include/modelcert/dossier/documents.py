@@ -86,9 +86,33 @@ def freeze(rep: dict[str, Any]) -> dict[str, Any]:
     cut = next((i for i, e in enumerate(audit) if e["action"] == "certificate_issued"), None)
     if cut is not None:
         rep["audit"] = audit[: cut + 1]
+        rep["findings"] = findings_as_issued(rep.get("findings") or [], audit[: cut + 1], audit[cut + 1:])
     rep["certificate"] = {**cert, "status": "valid", "status_reason": "as issued (the live status is on the run page)"}
     rep["frozen"] = True
     return rep
+
+
+def findings_as_issued(rows: list[dict[str, Any]], before: list[dict[str, Any]],
+                       after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The register rows as they stood when the certificate was issued, undoing from the audit trail what came
+    later: a finding a later run closed is shown open, a remediation edited later shows its text as of issue.
+    (Acceptances cannot come later: a certificate is issued only once every blocking finding is accepted.)"""
+    closed_later = {e["payload"].get("finding") for e in after if e["action"] == "finding_closed"}
+    edited_later = {e["payload"].get("finding") for e in after if e["action"] == "finding_remediation"}
+    remediation_then = {e["payload"].get("finding"): e["payload"].get("remediation", "") for e in before
+                        if e["action"] == "finding_remediation"}
+    accepted_reason = {e["payload"].get("finding"): e["payload"].get("reason", "") for e in before
+                       if e["action"] == "finding_accepted"}
+    out = []
+    for f in rows:
+        f = dict(f)
+        if f.get("id") in closed_later:
+            f["status"] = "accepted" if f.get("accepted_by") else "open"
+            f["reason"] = accepted_reason.get(f["id"], "") if f.get("accepted_by") else ""
+        if f.get("id") in edited_later:
+            f["remediation"] = remediation_then.get(f["id"], "")
+        out.append(f)
+    return out
 
 
 def digest(body: bytes) -> str:
@@ -97,8 +121,10 @@ def digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def report_document(engine: Engine, run_id: str, fmt: str, *, record: bool = True) -> Document:
-    """The run's report as html | pdf | json; its sha256 is recorded with the run (``store``)."""
+def report_document(engine: Engine, run_id: str, fmt: str, *, record: bool = True,
+                    rep: dict[str, Any] | None = None) -> Document:
+    """The run's report as html | pdf | json; its sha256 is recorded with the run (``store``). ``rep``: the
+    run's :func:`gather` ed evidence when the caller has it already."""
     import json
 
     from modelcert.dossier import content, render, store
@@ -106,7 +132,7 @@ def report_document(engine: Engine, run_id: str, fmt: str, *, record: bool = Tru
 
     if fmt not in FORMATS:
         raise ModelcertError(f"--format: {fmt!r} is not allowed; allowed: {', '.join(FORMATS)}, text")
-    rep = gather(engine, run_id)
+    rep = rep if rep is not None else gather(engine, run_id)
     name = f"{rep['model']}_{rep['version']}_{rep['run_id'][:8]}_report.{fmt}"
     if fmt == "json":
         body = json.dumps(rep, indent=2, sort_keys=True, default=str).encode()
@@ -118,3 +144,4 @@ def report_document(engine: Engine, run_id: str, fmt: str, *, record: bool = Tru
     if record:
         store.record(engine, rep["run_id"], out)
     return out
+

@@ -216,7 +216,10 @@ def resolve(need: dict[str, Any], ev: Evidence) -> tuple[bool, list[str], str]:
         return True, [f"{what}, hash-chained with sealed evidence rows (`modelcert audit verify`)"], ""
     if kind == "findings":
         n = len(ev.findings)
-        return True, [f"{n} finding(s): failed, inconclusive or waived checks, most severe first" if not ev.planned
+        src = ("the findings register (owner, remediation, status, risk acceptances)"
+               if any(f.get("source") == "register" for f in ev.findings) else "the check rows")
+        return True, [f"{n} finding(s) from {src}: failed, inconclusive or waived checks, most severe first"
+                      if not ev.planned
                       else "findings of this run (failed, inconclusive or waived checks)"], ""
     if kind == "run":
         return True, [f"audit date {str(ev.created_at or 'of this run')[:10]}"], ""
@@ -407,6 +410,7 @@ def dossier_content(rep: dict[str, Any], framework: str, *, ll144: dict[str, Any
             "covered": sum(r["status"] == "covered" for r in rows), "total": len(rows),
             "spec": rep.get("spec") or {}, "stages": [sections[s] for s in needed_stages],
             "findings": found if any("findings" in n for it in fw["items"] for n in it["needs"]) else None,
+            "findings_source": content.findings_source(rep), "acceptances": content.acceptances(rep),
             "signoffs": rep.get("signoffs") or [], "ll144": ll144, "ll144_figures": ll_figs,
             "documentation": {k: v for k, v in ((rep.get("spec") or {}).get("documentation") or {}).items() if v},
             "model": content.model_facts_block(rep, rep.get("model_facts"))}

@@ -101,7 +101,11 @@ def build_card(rep: dict[str, Any]) -> Any:
         caveats.append(f"Assumptions: {doc['assumptions']}")
     if found:
         caveats.append("Findings of the certification run (most severe first):\n\n" + "\n".join(
-            f"- {f['severity']}: `{f['check']}` {f['verdict']} — {f['meaning'] or f['message']}" for f in found))
+            f"- {f['severity']}: `{f['check']}` {f['verdict']} — {f['meaning'] or f['message']}"
+            + (f" Status: {f['status']}" + (f" by {f['accepted_by']} ({f['accepted_role']}): {f['reason']}"
+                                            if f["status"] == "accepted" else "")
+               + (f"; remediation: {f['remediation']}" if f.get("remediation") else "") + "."
+               if f.get("status") else "") for f in found))
     if doc.get("monitoring_plan"):
         caveats.append(f"Monitoring: {doc['monitoring_plan']}")
     card.add(**{"Caveats and recommendations": "\n\n".join(caveats)})
@@ -112,12 +116,14 @@ def _r(v: Any) -> Any:
     return round(v, 4) if isinstance(v, float) else v
 
 
-def model_card_document(engine: Engine, run_id: str, *, record: bool = True) -> Any:
-    """The run's model card as Markdown; its sha256 recorded with the run."""
+def model_card_document(engine: Engine, run_id: str, *, record: bool = True,
+                        rep: dict[str, Any] | None = None) -> Any:
+    """The run's model card as Markdown; its sha256 recorded with the run. ``rep``: its gathered evidence, when
+    the caller has it already."""
     from modelcert.dossier import store
     from modelcert.dossier.documents import Document, digest, gather
 
-    rep = gather(engine, run_id)
+    rep = rep if rep is not None else gather(engine, run_id)
     body = build_card(rep).render().encode()
     out = Document("model-card", "md", body, digest(body),
                    f"{rep['model']}_{rep['version']}_{rep['run_id'][:8]}_model-card.md")

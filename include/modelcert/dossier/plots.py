@@ -50,11 +50,18 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg"):]
 
 
-def _figure(size: tuple[float, float] = SMALL, ncols: int = 1) -> tuple[Any, Any]:
+def _figure(size: tuple[float, float] = SMALL, ncols: int = 1, *, layout: str | None = None) -> tuple[Any, Any]:
     plt = _pyplot()
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(1, ncols, figsize=size)
+        fig, ax = plt.subplots(1, ncols, figsize=size, layout=layout)
     return fig, ax
+
+
+def _legend_below(fig: Any, handles: list[Any], ncols: int = 4) -> None:
+    """A legend under the axes (the figure must use the constrained layout): it never covers a bar or a point."""
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, len(handles)), fontsize=7,
+                   frameon=False)
 
 
 def _finite(v: Any) -> bool:
@@ -128,9 +135,11 @@ def interval_bars(title: str, rows: Sequence[dict[str, Any]], *,
 
     ``rows``: ``{"label", "value", "ci95": [lo, hi] | None, "verdict": "pass"|"fail"|"inconclusive"|None}``."""
     def body() -> str:
+        from matplotlib.lines import Line2D
+
         rows_ = [r for r in rows if _finite(r.get("value"))]
-        height = max(1.6, 0.34 * len(rows_) + 1.0)
-        fig, ax = _figure((6.8, height))
+        height = max(1.9, 0.34 * len(rows_) + 1.3)
+        fig, ax = _figure((6.8, height), layout="constrained")
         colors = {"pass": PASS, "fail": FAIL, "inconclusive": WARN}
         for i, r in enumerate(rows_):
             c = colors.get(str(r.get("verdict")), INFO)
@@ -147,7 +156,11 @@ def interval_bars(title: str, rows: Sequence[dict[str, Any]], *,
         ax.set_yticks(range(len(rows_)), [str(r["label"]) for r in rows_])
         ax.invert_yaxis()
         ax.set(title=title, xlabel=xlabel)
-        fig.tight_layout()
+        seen = [v for v in ("pass", "inconclusive", "fail") if any(str(r.get("verdict")) == v for r in rows_)]
+        handles = [Line2D([], [], color=colors[v], marker="o", ms=4, label=f"{v} (95% interval)") for v in seen]
+        if any(_finite(b) for b in bound):
+            handles.append(Line2D([], [], color=FAIL, ls="--", lw=1, label="bound"))
+        _legend_below(fig, handles)
         return _svg(fig)
 
     return draw(body)
@@ -156,7 +169,7 @@ def interval_bars(title: str, rows: Sequence[dict[str, Any]], *,
 def group_rates(title: str, groups: Sequence[dict[str, Any]], metrics: Sequence[str]) -> str:
     """Grouped bars of per-group rates (selection rate, TPR, FPR …)."""
     def body() -> str:
-        fig, ax = _figure((6.8, 3.0))
+        fig, ax = _figure((6.8, 3.3), layout="constrained")
         width = 0.8 / max(1, len(metrics))
         colors = [INFO, PASS, WARN, FAIL, "#6a1b9a"]
         for j, m in enumerate(metrics):
@@ -164,11 +177,10 @@ def group_rates(title: str, groups: Sequence[dict[str, Any]], metrics: Sequence[
             ys = [g.get(m) if _finite(g.get(m)) else 0.0 for g in groups]
             ax.bar(xs, ys, width=width, color=colors[j % len(colors)], label=m.replace("_", " "))
         ax.set_xticks([i + width * (len(metrics) - 1) / 2 for i in range(len(groups))],
-                      [str(g["label"]) for g in groups], rotation=20 if len(groups) > 4 else 0, ha="right"
-                      if len(groups) > 4 else "center")
+                      [str(g["label"]) + (" (reference)" if g.get("is_reference") else "") for g in groups],
+                      rotation=20 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
         ax.set(ylim=(0, 1.05), title=title, ylabel="rate")
-        ax.legend(fontsize=7, ncols=min(4, len(metrics)))
-        fig.tight_layout()
+        _legend_below(fig, ax.get_legend_handles_labels()[0])
         return _svg(fig)
 
     return draw(body)
@@ -177,8 +189,8 @@ def group_rates(title: str, groups: Sequence[dict[str, Any]], metrics: Sequence[
 def impact_ratios(title: str, rows: Sequence[dict[str, Any]], *, four_fifths: float = 0.8) -> str:
     """LL144 impact ratios per category, the four-fifths line drawn; excluded categories greyed."""
     def body() -> str:
-        height = max(1.6, 0.32 * len(rows) + 1.0)
-        fig, ax = _figure((6.8, height))
+        height = max(1.9, 0.32 * len(rows) + 1.3)
+        fig, ax = _figure((6.8, height), layout="constrained")
         for i, r in enumerate(rows):
             v = r.get("impact_ratio")
             if not _finite(v):
@@ -189,10 +201,9 @@ def impact_ratios(title: str, rows: Sequence[dict[str, Any]], *, four_fifths: fl
         ax.set_yticks(range(len(rows)), [str(r["category"]) + (" (excluded)" if r.get("excluded") else "")
                                          for r in rows])
         ax.invert_yaxis()
-        ax.set(xlim=(0, max(1.05, *[r["impact_ratio"] for r in rows if _finite(r.get("impact_ratio"))])),
+        ax.set(xlim=(0, 1.05 * max(1.0, *[r["impact_ratio"] for r in rows if _finite(r.get("impact_ratio"))])),
                title=title, xlabel="impact ratio")
-        ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
+        _legend_below(fig, ax.get_legend_handles_labels()[0])
         return _svg(fig)
 
     return draw(body)
@@ -258,6 +269,23 @@ def data_quality(counts: dict[str, dict[str, int]]) -> str:
         ax.barh(names, bad, left=ok, color=FAIL, label="failed")
         ax.set(xlabel="expectations", title="Data-quality expectations per dataset")
         ax.legend(fontsize=7)
+        fig.tight_layout()
+        return _svg(fig)
+
+    return draw(body)
+
+
+# --------------------------------------------------------------------------------------------- explainability
+def importance(features: Sequence[dict[str, Any]], unit: str = "") -> str:
+    """Feature importance (the explainability stage's top features), largest first."""
+    rows = [f for f in features if _finite(f.get("importance"))][:10]
+
+    def body() -> str:
+        fig, ax = _figure((6.8, max(1.6, 0.3 * len(rows) + 1.0)))
+        ax.barh(range(len(rows)), [f["importance"] for f in rows], color=INFO)
+        ax.set_yticks(range(len(rows)), [str(f["feature"]) for f in rows])
+        ax.invert_yaxis()
+        ax.set(title="Feature importance (top features)", xlabel=unit or "importance")
         fig.tight_layout()
         return _svg(fig)
 
