@@ -73,7 +73,7 @@ def write_synthetic(tmp_path: Path, frames: dict[str, pd.DataFrame], spec: dict[
         "governance": spec.get("governance", {"data_retention_days": 30, "consent_basis": "test data"}),
         "data": data,
     }
-    for key in ("predictions", "checks", "signoff", "certificate", "statistics"):
+    for key in ("predictions", "checks", "signoff", "certificate", "statistics", "documentation"):
         if key in spec:
             full[key] = spec[key]
     if model is not None:

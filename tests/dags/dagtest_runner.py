@@ -26,7 +26,8 @@ def main() -> None:
 
     from modelcert.db.models import CertificationRun
     from modelcert.db.session import get_engine, reader
-    from modelcert.governance import Identity, record_decision
+    from modelcert import findings
+    from modelcert.governance import Identity, accept_findings, record_decision
 
     engine = get_engine(results_url)
     roles = {"model_validator": {"bob"}, "risk_officer": {"dave"}, "legal": {"erin"}}
@@ -42,6 +43,14 @@ def main() -> None:
             if run is not None and run.status == "awaiting_signoff":
                 time.sleep(2)  # the sensor is waiting now: approve "while it waits"
                 required = run.spec["signoff"]["required"]
+                if action == "approve":
+                    # Inconclusive checks under the high tier block sign-off until the policy's role accepts them.
+                    with reader(engine) as s:
+                        blocking = sorted({f.accept_role for f in findings.open_blocking(s, run.id)})
+                    for role in blocking:
+                        accept_findings(engine, run.id, Identity(people[role], "test"), role=role, roles=roles,
+                                        reason="the interval straddles the bound on the demo's small test set",
+                                        evidence_digest=run.evidence_digest)
                 for i, role in enumerate(required):
                     decision = "decline" if action == "decline" and i == 0 else "approve"
                     record_decision(engine, run.id, Identity(people[role], "test"), role=role, decision=decision,

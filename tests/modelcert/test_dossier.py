@@ -1,4 +1,4 @@
-"""The certification dossier on real runs: the German credit model (all six stages, approved and certified) and
+"""The certification dossier on real runs: the German credit model (all seven stages, approved and certified) and
 the COMPAS vendor-score audit (rejected), made in-process with ``modelcert.pipeline`` on the demo specs.
 
 Checks: the HTML report renders in headless Chromium with a figure per stage that ran and no console error (a
