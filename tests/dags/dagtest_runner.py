@@ -24,9 +24,9 @@ def main() -> None:
 
     from sqlalchemy import select
 
+    from modelcert import findings
     from modelcert.db.models import CertificationRun
     from modelcert.db.session import get_engine, reader
-    from modelcert import findings
     from modelcert.governance import Identity, accept_findings, record_decision
 
     engine = get_engine(results_url)
