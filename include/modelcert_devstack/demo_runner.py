@@ -350,34 +350,20 @@ def _recertification_demo(stack: Any, engine: Any, waiting: dict[str, Any]) -> b
 
 
 #: Who accepts findings that block sign-off in the demo, per role the risk policy names (as the demo approvers).
-DEMO_ACCEPTORS = {"risk_officer": "dave", "model_validator": "bob"}
 
 
 def _accept_blocking_findings(engine: Any, name: str, run_id: str, shown: str) -> list[int]:
-    """Before the demo approves a run: accept every open finding that blocks its sign-off (e.g. an inconclusive
-    fairness check on German credit's ~300 test rows under the high tier's accept_risk), each by the demo holder
-    of the role the policy names, for the digest shown, recorded as ``demo:auto-acceptance``. Nothing when no
-    finding blocks. Returns the accepted finding ids."""
-    from modelcert import findings
-    from modelcert.db.session import reader
-    from modelcert.governance import Identity, accept_findings
+    """Before the demo approves a run: accept every open finding that blocks its sign-off
+    (:func:`modelcert_devstack.fleet.accept_blocking`), saying who accepted what. Returns the accepted ids."""
+    from modelcert_devstack.fleet import accept_blocking
 
-    with reader(engine) as s:
-        blocking = findings.open_blocking(s, run_id)
-    done: list[int] = []
-    for role in sorted({f.accept_role for f in blocking}):
-        who = DEMO_ACCEPTORS.get(role)
-        if who is None:
-            _say(f"    {name}: findings need a {role} to accept them; the demo has none (accept them yourself)")
-            continue
-        ids = [f.id for f in blocking if f.accept_role == role]
-        out = accept_findings(engine, run_id, Identity(who, "demo:auto-acceptance"), role=role, finding_ids=ids,
-                              evidence_digest=shown,
-                              reason="demo auto-acceptance: inconclusive on the demo's small test set; "
-                                     "in production, more data or a written risk rationale")
-        done += [int(f["id"]) for f in out["accepted"]]
-        _say(f"    {name}: {who} ({role}) accepted finding(s) " + ", ".join(f["key"] for f in out["accepted"]))
-    return done
+    accepted, missing = accept_blocking(engine, run_id, shown)
+    for role in missing:
+        _say(f"    {name}: findings need a {role} to accept them; the demo has none (accept them yourself)")
+    if accepted:
+        who = sorted({f"{f['accepted_by']} ({f['accepted_role']})" for f in accepted})
+        _say(f"    {name}: {', '.join(who)} accepted finding(s) " + ", ".join(f["key"] for f in accepted))
+    return [int(f["id"]) for f in accepted]
 
 
 def _leave_one_waiting(stack: Any, engine: Any) -> bool:
@@ -403,12 +389,13 @@ def _leave_one_waiting(stack: Any, engine: Any) -> bool:
     _say(f"    run {run.id}: {run.status.upper()}")
     if run.status == "awaiting_signoff":
         from modelcert.findings import list_findings
+        from modelcert_devstack.fleet import ACCEPTORS
 
         blocking = [f for f in list_findings(engine, run.id) if f["blocking"] and f["status"] == "open"]
         if blocking:
             roles = sorted({f["accept_role"] for f in blocking})
             _say(f"    first accept its {len(blocking)} blocking finding(s) (inconclusive checks) on the page as "
-                 + " and ".join(f"{DEMO_ACCEPTORS.get(r, r)} ({r})" for r in roles) + ", with a reason;")
+                 + " and ".join(f"{ACCEPTORS.get(r, r)} ({r})" for r in roles) + ", with a reason;")
         _say(f"    open {stack.base_url}/modelcert/ui/runs/{run.id} (Airflow menu: Certification), log in as bob,")
         _say("    approve as model validator; log out, log in as dave, approve as risk officer; the sensor")
         _say("    wakes at once and promote issues the certificate (it supersedes the earlier one).")
