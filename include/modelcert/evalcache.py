@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modelcert.evidence import DATASETS
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -104,7 +106,7 @@ def build(ctx: EvalContext, root: Path, digest: str) -> dict[str, Any]:
     manifest: dict[str, Any] = {"datasets": {}, "predictions": {}}
     written: dict[object, dict[str, Any]] = {}  # source sha256 -> entry: one file for e.g. test = current
     for name, source in ctx.evidence.files.items():
-        if name == "model":
+        if name not in DATASETS:  # the model and a benchmark artifact are not tables
             continue
         if source["sha256"] in written:
             manifest["datasets"][name] = dict(written[source["sha256"]])

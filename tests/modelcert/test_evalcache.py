@@ -5,6 +5,7 @@ evidence."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import uuid
 from pathlib import Path
@@ -101,6 +102,24 @@ def test_register_writes_the_cache_and_records_its_hashes(engine: Any, german: P
     again = manifest(engine, register(engine, german).run_id)
     assert {k: v["sha256"] for k, v in again["datasets"].items()} == {k: v["sha256"] for k, v in m["datasets"].items()}
     assert again["predictions"]["test"]["sha256"] == m["predictions"]["test"]["sha256"]
+
+
+@pytest.mark.store
+def test_a_benchmark_artifact_is_hashed_but_not_cached_as_a_table(engine: Any, german: Path, cache_dir: Path) -> None:
+    """The evidence names a benchmark model beside the datasets; the cache holds tables only (regression: register
+    failed with "data.benchmark: no benchmark dataset" once the explainability stage's benchmark existed)."""
+    import yaml
+
+    spec = yaml.safe_load(german.read_text())
+    model = german.parent.parent / "models" / "german_credit.skops"
+    spec["benchmark"] = {"artifact": "../models/german_credit.skops",
+                         "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
+    german.write_text(yaml.safe_dump(spec, sort_keys=False))
+    reg = register(engine, german)
+    with reader(engine) as s:
+        files = s.get(CertificationRun, reg.run_id).evidence["files"]
+    assert "benchmark" in files  # covered by the digest
+    assert set(manifest(engine, reg.run_id)["datasets"]) == {"train", "test", "current"}
 
 
 @pytest.mark.store
