@@ -36,24 +36,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from modelcert_devstack.pgadmin import admin_exec as _admin_exec
+from modelcert_devstack.pgadmin import with_db as _with_db
+
 BENCH_BROKER = "redis://127.0.0.1:6379/7"
-
-
-def _admin_exec(admin_url: str, sql: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        engine.dispose()
-
-
-def _with_db(url: str, db: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=db).render_as_string(hide_password=False)
 
 
 def _ts(value: str | None) -> float | None:

@@ -14,6 +14,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from modelcert_devstack.pgadmin import admin_exec as _admin_exec
+from modelcert_devstack.pgadmin import with_db as _with_db
+
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "include" / "specs"
 
@@ -118,21 +121,6 @@ def pg_admin_url() -> str:
     return pg.url("postgres")
 
 
-def _admin_exec(admin_url: str, sql: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        engine.dispose()
-
-
-def _with_db(url: str, db: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=db).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")

@@ -123,20 +123,6 @@ ANALYTIC_METHODS = {"wilson": "Wilson score (statsmodels proportion_confint)",
 
 
 # ------------------------------------------------------------------------------------------------ p-values
-def allowed_region(threshold: Threshold) -> tuple[float, float]:
-    """The values a threshold accepts, as one interval [lo, hi] (the same reading as ``interval_verdict``)."""
-    lo, hi = -math.inf, math.inf
-    if threshold.min is not None:
-        lo = max(lo, threshold.min)
-    if threshold.max is not None:
-        hi = min(hi, threshold.max)
-    if threshold.abs_max is not None:
-        lo, hi = max(lo, -threshold.abs_max), min(hi, threshold.abs_max)
-    if threshold.between is not None:
-        lo, hi = max(lo, threshold.between[0]), min(hi, threshold.between[1])
-    return lo, hi
-
-
 def p_value_outside(value: float | None, se: float | None, threshold: Threshold, *, log: bool = False) -> float | None:
     """One-sided p-value of H0 "the metric meets the bound": with z = (distance of the estimate outside the
     allowed region, negative when inside) / se, p = P(Z >= z), Z standard normal. For a ratio (``log``) value,
@@ -145,7 +131,7 @@ def p_value_outside(value: float | None, se: float | None, threshold: Threshold,
 
     if value is None or not math.isfinite(value) or se is None or not math.isfinite(se):
         return None
-    lo, hi = allowed_region(threshold)
+    lo, hi = threshold.allowed()
     if log:
         if value <= 0:
             return None

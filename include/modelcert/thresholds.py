@@ -50,6 +50,19 @@ class Threshold(BaseModel):
             return False
         return self.between is None or bool(self.between[0] <= value <= self.between[1])
 
+    def allowed(self) -> tuple[float, float]:
+        """The values this threshold accepts, as one interval [lo, hi] (every bound intersected)."""
+        lo, hi = -math.inf, math.inf
+        if self.min is not None:
+            lo = max(lo, self.min)
+        if self.max is not None:
+            hi = min(hi, self.max)
+        if self.abs_max is not None:
+            lo, hi = max(lo, -self.abs_max), min(hi, self.abs_max)
+        if self.between is not None:
+            lo, hi = max(lo, self.between[0]), min(hi, self.between[1])
+        return lo, hi
+
     def interval_verdict(self, lo: float | None, hi: float | None) -> Verdict:
         """Three-way verdict of a 95% interval [lo, hi] against this bound: ``pass`` when every value of the
         interval satisfies it, ``fail`` when none does, ``inconclusive`` when it straddles it. A missing
@@ -57,15 +70,7 @@ class Threshold(BaseModel):
         if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
             return "fail"
         lo, hi = min(lo, hi), max(lo, hi)
-        allowed_lo, allowed_hi = -math.inf, math.inf
-        if self.min is not None:
-            allowed_lo = max(allowed_lo, self.min)
-        if self.max is not None:
-            allowed_hi = min(allowed_hi, self.max)
-        if self.abs_max is not None:
-            allowed_lo, allowed_hi = max(allowed_lo, -self.abs_max), min(allowed_hi, self.abs_max)
-        if self.between is not None:
-            allowed_lo, allowed_hi = max(allowed_lo, self.between[0]), min(allowed_hi, self.between[1])
+        allowed_lo, allowed_hi = self.allowed()
         if allowed_lo <= lo and hi <= allowed_hi:
             return "pass"
         if hi < allowed_lo or lo > allowed_hi:

@@ -137,19 +137,6 @@ def paired_bootstrap(*, y: np.ndarray, reference: np.ndarray, challenger: np.nda
     return out
 
 
-def _allowed(t: Threshold) -> tuple[float, float]:
-    lo, hi = -math.inf, math.inf
-    if t.min is not None:
-        lo = max(lo, t.min)
-    if t.max is not None:
-        hi = min(hi, t.max)
-    if t.abs_max is not None:
-        lo, hi = max(lo, -t.abs_max), min(hi, t.abs_max)
-    if t.between is not None:
-        lo, hi = max(lo, t.between[0]), min(hi, t.between[1])
-    return lo, hi
-
-
 def verdicts(metrics: list[tuple[Metric, Threshold]], *, alpha: float, method: str) -> list[dict[str, Any]]:
     """The verdict of each (change, bound), adjusted for the family of all of them (see the module docstring)."""
     from statsmodels.stats.multitest import multipletests
@@ -158,7 +145,7 @@ def verdicts(metrics: list[tuple[Metric, Threshold]], *, alpha: float, method: s
         return []
     p_meets, p_violates = [], []
     for m, t in metrics:
-        lo, hi = _allowed(t)
+        lo, hi = t.allowed()
         c = m.changes[np.isfinite(m.changes)]
         inside = ((c >= lo) & (c <= hi)).sum() if len(c) else 0
         total = len(c)
