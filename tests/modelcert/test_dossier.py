@@ -35,14 +35,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def runs(pg_admin_url: str, migrated_template: str) -> Any:
-    """One database with two real runs: German credit certified, COMPAS audit rejected."""
+    """One database with the demo's three real runs: German credit certified, Adult and the COMPAS audit rejected."""
     from modelcert.db.session import get_engine
 
     gen = _scratch_db(pg_admin_url, "mc_dossier", migrated_template)
     url = next(gen)
     engine = get_engine(url)
     ids = {}
-    for name, key in (("german_credit.yaml", "german"), ("compas_audit.yaml", "compas")):
+    for name, key in (("german_credit.yaml", "german"), ("compas_audit.yaml", "compas"),
+                      ("adult_income.yaml", "adult")):
         reg = pipeline.register(engine, SPECS / name, run_key=f"test/{key}", triggered_by="erin")
         for stage in STAGE_NAMES:
             pipeline.run_stage(engine, reg.run_id, stage)
@@ -72,6 +73,7 @@ def test_runs_are_what_the_demo_promises(runs: Any) -> None:
     engine, ids = runs
     assert report.run_report(engine, ids["german"])["status"] == "certified"
     assert report.run_report(engine, ids["compas"])["status"] == "rejected"
+    assert report.run_report(engine, ids["adult"])["status"] == "rejected"
 
 
 def _chromium_missing() -> str | None:
@@ -91,7 +93,7 @@ def test_html_report_renders_in_chromium_with_a_figure_per_stage(runs: Any, tmp_
     from tests.e2e.cdp import Browser
 
     engine, ids = runs
-    for key in ("german", "compas"):
+    for key in ("german", "compas", "adult"):  # every demo run
         doc = report_document(engine, ids[key], "html")
         html = doc.body.decode()
         # Self-contained: no script, nothing fetched (namespace URIs in the SVG metadata are names, not loads).
@@ -111,7 +113,7 @@ def test_html_report_renders_in_chromium_with_a_figure_per_stage(runs: Any, tmp_
             # A predictions-only audit (COMPAS) has no model to explain: explainability is tables only there.
             tables_only = {"compliance"} | ({"explainability"} if key == "compas" else set())
             assert set(ran) - tables_only <= set(with_plot), (ran, with_plot)
-            assert len(ran) >= (5 if key == "german" else 4)
+            assert len(ran) >= (4 if key == "compas" else 5)
             drawn = page.evaluate("Array.from(document.querySelectorAll('figure.plot svg')).every(s => "
                                   "s.getBoundingClientRect().width > 100 && s.querySelectorAll('path').length > 5)")
             assert drawn is True
