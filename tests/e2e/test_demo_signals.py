@@ -139,7 +139,12 @@ def test_sigterm_stops_every_process(demo_build: Path, demo_home: Path, tmp_path
         popen = subprocess.Popen(_command(), env=_env(demo_home), stdout=fh, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, cwd=REPO)
     try:
-        assert _stop_and_check(psutil.Process(popen.pid), demo_home, log, signal.SIGTERM) == 128 + signal.SIGTERM
+        code = _stop_and_check(psutil.Process(popen.pid), demo_home, log, signal.SIGTERM)
+        # The documented exit code: 128 + the signal while the demo works; 0 once it was only keeping Airflow up
+        # for you (a fast run — e.g. the audit's stages from the evaluation cache — can be decided before the
+        # signal arrives).
+        keeping = "Airflow keeps running" in log.read_text(errors="replace")
+        assert code == (0 if keeping else 128 + signal.SIGTERM), (code, keeping)
     finally:
         if popen.poll() is None:
             popen.kill()
