@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modelcert.errors import ModelcertError
 from modelcert.evidence import DATASETS
+from modelcert.safe_yaml import short
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,8 +120,13 @@ def build(ctx: EvalContext, root: Path, digest: str) -> dict[str, Any]:
             log.warning("evaluation cache: data.%s not cached (%s: %s); stages read the source file",
                         name, type(exc).__name__, exc)
     if not ctx.spec.is_audit and "test" in ctx.evidence.files:
-        entry = write_predictions(ctx, "test", out_dir)
-        manifest["predictions"]["test"] = entry
+        try:
+            manifest["predictions"]["test"] = write_predictions(ctx, "test", out_dir)
+        except ModelcertError as exc:
+            # A model that cannot be loaded or queried (refused, or stopped by the sandbox) is the stages' finding,
+            # stored as their error with its reason: the cache is an optimisation and never fails registration.
+            log.warning("evaluation cache: no predictions cached (%s); the stages query the model themselves",
+                        short(str(exc), 300))
     return manifest
 
 
