@@ -27,44 +27,29 @@ import uuid
 import warnings
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+import psutil
 from sqlalchemy.engine import make_url
 
-CLK = os.sysconf("SC_CLK_TCK")
+from modelcert_devstack.pgadmin import admin_exec
 
 
 def tree_cpu(roots: list[int]) -> float:
-    """CPU seconds (utime + stime + cutime + cstime) of ``roots`` and all their live descendants."""
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    """CPU seconds (user + system, reaped children included) of ``roots`` and all their live descendants."""
+    procs: dict[int, psutil.Process] = {}
+    for pid in roots:
         try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
+            root = psutil.Process(pid)
+            procs.update({p.pid: p for p in [root, *root.children(recursive=True)]})
+        except psutil.NoSuchProcess:
             continue
-        fields = raw[raw.rindex(")") + 2:].split()
-        pid = int(entry)
-        stats[pid] = fields
-        children.setdefault(int(fields[1]), []).append(pid)
-    total, todo, seen = 0, list(roots), set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen or pid not in stats:
+    total = 0.0
+    for p in procs.values():
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
             continue
-        seen.add(pid)
-        f = stats[pid]
-        total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
-        todo += children.get(pid, [])
-    return total / CLK
-
-
-def admin(url: str, sql: str) -> None:
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as c:
-        c.execute(text(sql))
-    engine.dispose()
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def in_process(spec: Path, results_url: str) -> tuple[float, float]:
@@ -102,8 +87,8 @@ def through_airflow(spec: str, admin_url: str, preimport: bool) -> tuple[float, 
 
     suffix = uuid.uuid4().hex[:8]
     af, mc = f"bench_af_{suffix}", f"bench_mc_{suffix}"
-    admin(admin_url, f'CREATE DATABASE "{af}"')
-    admin(admin_url, f'CREATE DATABASE "{mc}"')
+    admin_exec(admin_url, f'CREATE DATABASE "{af}"')
+    admin_exec(admin_url, f'CREATE DATABASE "{mc}"')
     results_url = make_url(admin_url).set(database=mc).render_as_string(hide_password=False)
     metadata_url = make_url(admin_url).set(database=af).render_as_string(hide_password=False)
     migrate.upgrade(results_url)
@@ -137,7 +122,7 @@ def through_airflow(spec: str, admin_url: str, preimport: bool) -> tuple[float, 
         shutil.rmtree(stack.home, ignore_errors=True)
         dispose_all()
         for db in (af, mc):
-            admin(admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            admin_exec(admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def main() -> None:
@@ -154,7 +139,7 @@ def main() -> None:
     figures = {mode: through_airflow(args.spec, args.admin_url, mode) for mode in (False, True)}
     suffix = uuid.uuid4().hex[:8]
     db = f"bench_mc_{suffix}"
-    admin(args.admin_url, f'CREATE DATABASE "{db}"')
+    admin_exec(args.admin_url, f'CREATE DATABASE "{db}"')
     try:
         from modelcert.db import migrate
 
@@ -165,7 +150,7 @@ def main() -> None:
         from modelcert.db.session import dispose_all
 
         dispose_all()
-        admin(args.admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        admin_exec(args.admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     print("\nmode                     trigger->verdict   CPU      vs in-process (wall, CPU)")
     print(f"in-process               {wall:8.1f} s      {cpu:6.1f} s")
     for mode, (w, c) in figures.items():
