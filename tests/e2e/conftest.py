@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -16,28 +18,40 @@ from modelcert_devstack.airflow_stack import AirflowStack
 from tests.conftest import _admin_exec, _with_db
 
 
-@pytest.fixture(scope="package")
-def stack(pg_admin_url: str, migrated_template: str, demo_build: Path,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+@contextmanager
+def e2e_stack(pg_admin_url: str, migrated_template: str, home: Path, prefix: str, dags: tuple[str, ...],
+              **stack_options: Any) -> Iterator[AirflowStack]:
+    """An Airflow stack on two fresh databases (metadata, and results from the migrated template), started and
+    waited for until ``dags`` are parsed; stopped and both databases dropped afterwards, also on a failed start.
+    ``stack_options`` go to :class:`AirflowStack` (executor, workers, broker …)."""
     suffix = uuid.uuid4().hex[:8]
-    _admin_exec(pg_admin_url, f'CREATE DATABASE "af_e2e_{suffix}"')
-    _admin_exec(pg_admin_url, f'CREATE DATABASE "mc_e2e_{suffix}" TEMPLATE "{migrated_template}"')
-    st = AirflowStack(home=tmp_path_factory.mktemp("airflow_e2e"),
-                      metadata_url=_with_db(pg_admin_url, f"af_e2e_{suffix}"),
-                      results_url=_with_db(pg_admin_url, f"mc_e2e_{suffix}"))
+    af, mc = f"af_{prefix}_{suffix}", f"mc_{prefix}_{suffix}"
+    _admin_exec(pg_admin_url, f'CREATE DATABASE "{af}"')
+    _admin_exec(pg_admin_url, f'CREATE DATABASE "{mc}" TEMPLATE "{migrated_template}"')
+    st = AirflowStack(home=home, metadata_url=_with_db(pg_admin_url, af), results_url=_with_db(pg_admin_url, mc),
+                      **stack_options)
     st.migrate()
-    st.start(timeout=240)
     try:
-        st.wait_dag("certify_model", timeout=240)
-        st.wait_dag("signoff_model", timeout=120)  # certify_model hands runs awaiting sign-off to it
+        st.start(timeout=240)
+        for i, dag in enumerate(dags):
+            st.wait_dag(dag, timeout=240 if i == 0 else 120)
         yield st
     finally:
         st.stop()
         from modelcert.db.session import dispose_all
 
         dispose_all()
-        for db in (f"af_e2e_{suffix}", f"mc_e2e_{suffix}"):
+        for db in (af, mc):
             _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="package")
+def stack(pg_admin_url: str, migrated_template: str, demo_build: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    # certify_model hands runs awaiting sign-off to signoff_model
+    with e2e_stack(pg_admin_url, migrated_template, tmp_path_factory.mktemp("airflow_e2e"), "e2e",
+                   ("certify_model", "signoff_model")) as st:
+        yield st
 
 
 def run_row(stack: AirflowStack, airflow_run_id: str) -> CertificationRun | None:

@@ -24,8 +24,7 @@ from sqlalchemy import select
 from modelcert.db.models import Certificate
 from modelcert.db.session import get_engine, reader
 from modelcert_devstack.airflow_stack import CELERY_BROKER_ENV, AirflowStack, session_members, worker_address
-from tests.conftest import _admin_exec, _with_db
-from tests.e2e.conftest import run_row
+from tests.e2e.conftest import e2e_stack, run_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.store]
 #: Redis database of the e2e tests (the demo's is 5).
@@ -36,29 +35,12 @@ VERSIONS = ["1.0.0", "1.0.1", "1.0.2"]
 @pytest.fixture(scope="module")
 def celery_stack(pg_admin_url: str, migrated_template: str, demo_build: Path,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    suffix = uuid.uuid4().hex[:8]
-    _admin_exec(pg_admin_url, f'CREATE DATABASE "af_cel_{suffix}"')
-    _admin_exec(pg_admin_url, f'CREATE DATABASE "mc_cel_{suffix}" TEMPLATE "{migrated_template}"')
-    st = AirflowStack(home=tmp_path_factory.mktemp("airflow_celery"),
-                      metadata_url=_with_db(pg_admin_url, f"af_cel_{suffix}"),
-                      results_url=_with_db(pg_admin_url, f"mc_cel_{suffix}"),
-                      executor="celery", workers=2, worker_concurrency=2,
-                      broker_url=os.environ.get(CELERY_BROKER_ENV) or E2E_BROKER, queue=f"modelcert-e2e-{suffix}",
-                      extra_env={"MODELCERT_RECERTIFY_SCHEDULE": "none"})  # only the run this test triggers
-    st.migrate()
-    try:
-        st.start(timeout=240)
-        st.wait_dag("certify_model", timeout=240)
-        st.wait_dag("signoff_model", timeout=120)
-        st.wait_dag("recertify_models", timeout=120)
+    with e2e_stack(pg_admin_url, migrated_template, tmp_path_factory.mktemp("airflow_celery"), "cel",
+                   ("certify_model", "signoff_model", "recertify_models"),
+                   executor="celery", workers=2, worker_concurrency=2,
+                   broker_url=os.environ.get(CELERY_BROKER_ENV) or E2E_BROKER, queue=f"modelcert-e2e-{uuid.uuid4().hex[:8]}",
+                   extra_env={"MODELCERT_RECERTIFY_SCHEDULE": "none"}) as st:  # only the run this test triggers
         yield st
-    finally:
-        st.stop()
-        from modelcert.db.session import dispose_all
-
-        dispose_all()
-        for db in (f"af_cel_{suffix}", f"mc_cel_{suffix}"):
-            _admin_exec(pg_admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def _task_instances(stack: AirflowStack, dag_id: str, run_id: str) -> list[dict[str, Any]]:
