@@ -51,6 +51,9 @@ def read_table(path: Path, *, field_name: str, columns: Sequence[str] | None = N
 
 #: Rows per model call when predicting a dataset (the model is row-wise: batches give the same predictions).
 PREDICT_BATCH = 131_072
+#: From this many rows a prediction is limited to one native thread (see :meth:`EvalContext.score_features`);
+#: the robustness and latency code limit their own small calls.
+SINGLE_THREAD_ROWS = 4_096
 #: Rows read first to find a CSV file's text columns (see :func:`read_csv_compact`).
 CSV_SNIFF_ROWS = 10_000
 _BOOL_TEXT = {"true", "false"}
@@ -361,7 +364,10 @@ class EvalContext:
     def _check_feature_values(self, X: pd.DataFrame, dataset: str) -> None:
         for column in X.columns:
             col = X[column]
-            nulls = col.isna()
+            typed = pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
+            # A text column in one pass (pandas' hash table): its nulls (code -1) and its distinct values.
+            codes, distinct = (None, None) if typed else pd.factorize(col)
+            nulls = col.isna() if codes is None else pd.Series(codes < 0, index=col.index)
             if nulls.any() and not self.spec.model.accepts_missing:
                 first = int(np.flatnonzero(nulls.to_numpy())[0])
                 raise DataError(
@@ -369,9 +375,9 @@ class EvalContext:
                     f"(first at data row {first + 1}); the model is not declared to take missing values: fill them, "
                     "or set model.accepts_missing: true if the model handles them (e.g. HistGradientBoosting)"
                 )
-            if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            if typed:
                 continue
-            if not _has_number(col):
+            if not _any_number(distinct):
                 continue  # text only (a categorical): no stray string in a number column here
             ref = self._numeric_reference(column, dataset)
             if not _is_numeric(ref):
@@ -399,10 +405,21 @@ class EvalContext:
     def score_features(self, X: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class for feature rows, predicted in batches of :data:`PREDICT_BATCH`
         rows: a pipeline's intermediate arrays (e.g. one-hot columns, ~100 floats a row) then stay bounded
-        instead of growing with the data (2.6 GB for 3.3 M rows)."""
-        if len(X) > PREDICT_BATCH:
-            return np.concatenate([self.score_features(X.iloc[i:i + PREDICT_BATCH])
-                                   for i in range(0, len(X), PREDICT_BATCH)])
+        instead of growing with the data (2.6 GB for 3.3 M rows).
+
+        A large prediction runs on one native (OpenMP/BLAS) thread: a run's stage tasks execute side by side on a
+        few cores, and OpenMP's spinning thread team then made e.g. gradient boosting 3x slower in wall time and
+        CPU than one thread (333,000 Adult rows at load average 5: 12.9 s wall / 4.1 s CPU with the default
+        team, 3.7 s / 1.5 s with one thread)."""
+        if len(X) >= SINGLE_THREAD_ROWS:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1):
+                return np.concatenate([self._score_batch(X.iloc[i:i + PREDICT_BATCH])
+                                       for i in range(0, len(X), PREDICT_BATCH)])
+        return self._score_batch(X)
+
+    def _score_batch(self, X: pd.DataFrame) -> np.ndarray:
         model = self.model
         if hasattr(model, "predict_proba"):
             return np.asarray(model.predict_proba(X))[:, self.positive_index()].astype(float)
@@ -517,10 +534,10 @@ def used_columns(spec: CertificationSpec) -> dict[str, str]:
     return used
 
 
-def _has_number(col: pd.Series) -> bool:
-    """Whether any distinct non-null value of a text column parses as a number."""
-    distinct = pd.Series(col.dropna().unique(), dtype=object)
-    return bool(pd.to_numeric(distinct, errors="coerce").notna().any())
+def _any_number(distinct: Any) -> bool:
+    """Whether any of a text column's distinct non-null values parses as a number."""
+    return bool(pd.to_numeric(pd.Series(np.asarray(distinct, dtype=object), dtype=object),
+                              errors="coerce").notna().any())
 
 
 def _is_numeric(col: pd.Series) -> bool:

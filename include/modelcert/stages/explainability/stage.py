@@ -78,8 +78,9 @@ class ExplainabilityStage:
         # host OpenMP's and OpenBLAS's spinning thread teams made model predictions and the bootstrap's
         # matrix-vector products 3-10x slower than one thread (bench/bench_explain.py).
         with threadpool_limits(limits=1):
-            # The model scores the test data once; slices and the comparison share it.
-            score = None if ctx.spec.is_audit else ctx.score_features(ctx.feature_frame("test"))
+            # The run's one prediction of the test data (the evaluation cache, else the model scores it once);
+            # slices and the comparison share it.
+            score = None if ctx.spec.is_audit else ctx.predictions("test")[1]
             self._proxies(ctx, test, features, rows, groups, checks, requires, summary)
             self._importance(ctx, rows[:ec.importance_sample_size], groups, has_labels, checks, summary)
             self._slices(ctx, test, features, has_labels, score, checks, requires, summary)
