@@ -56,6 +56,12 @@ def cpu_of(p: psutil.Process) -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def cpu_split(p: psutil.Process) -> tuple[float, float]:
+    """(own, reaped children): for a LocalExecutor worker, the supervisor's and the task processes' CPU."""
+    t = p.cpu_times()
+    return t.user + t.system, t.children_user + t.children_system
+
+
 def tree_cpu(roots: list[int]) -> float:
     """CPU seconds (user + system, reaped children included) of ``roots`` and all their live descendants."""
     procs: dict[int, psutil.Process] = {}
@@ -97,37 +103,44 @@ class TaskMeter:
     workers: list[psutil.Process]
     interval: float = 0.1
     per_task: dict[str, float] = field(default_factory=dict)
+    #: Of per_task, the part spent in the task processes (the worker's reaped children); the rest is supervise().
+    per_task_child: dict[str, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def snapshot(self) -> dict[int, tuple[str, float]]:
+    def snapshot(self) -> dict[int, tuple[str, float, float]]:
         out = {}
         for p in self.workers:
             with p.oneshot():
-                out[p.pid] = (title(p), cpu_of(p))
+                own, children = cpu_split(p)
+                out[p.pid] = (title(p), own + children, children)
         return out
 
     def idle(self) -> bool:
-        return all(t.endswith("<idle>") for t, _ in self.snapshot().values())
+        return all(s[0].endswith("<idle>") for s in self.snapshot().values())
 
     def total(self) -> float:
-        return sum(c for _, c in self.snapshot().values())
+        return sum(s[1] for s in self.snapshot().values())
+
+    def _add(self, workload_title: str, cpu: float, child: float) -> None:
+        key = workload_title.split(":", 1)[1].strip()
+        self.per_task[key] = self.per_task.get(key, 0.0) + cpu
+        self.per_task_child[key] = self.per_task_child.get(key, 0.0) + child
 
     def _run(self) -> None:
         state = self.snapshot()
         while not self._stop.is_set():
             time.sleep(self.interval)
             now = self.snapshot()
-            for pid, (t, c) in now.items():
-                t0, c0 = state[pid]
+            for pid, (t, c, k) in now.items():
+                t0, c0, k0 = state[pid]
                 if t != t0:
                     if not t0.endswith("<idle>"):
-                        key = t0.split(":", 1)[1].strip()
-                        self.per_task[key] = self.per_task.get(key, 0.0) + c - c0
-                    state[pid] = (t, c)
-        for pid, (t0, c0) in state.items():  # a workload still running at the end (none after wait_idle)
+                        self._add(t0, c - c0, k - k0)
+                    state[pid] = (t, c, k)
+        last = self.snapshot()
+        for pid, (t0, c0, k0) in state.items():  # a workload still running at the end (none after the run's end)
             if not t0.endswith("<idle>"):
-                key = t0.split(":", 1)[1].strip()
-                self.per_task[key] = self.per_task.get(key, 0.0) + self.snapshot()[pid][1] - c0
+                self._add(t0, last[pid][1] - c0, last[pid][2] - k0)
 
     def __enter__(self) -> TaskMeter:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -188,6 +201,7 @@ class AirflowFigures:
     task_cpu: float  # the executor workers' CPU over the whole DAG run
     stack_cpu: float  # every process of the stack, trigger -> verdict
     per_step: dict[str, float]
+    per_step_child: dict[str, float]
     verdict: str
 
 
@@ -237,13 +251,15 @@ def through_airflow(spec: str, admin_url: str, preimport: bool) -> AirflowFigure
                 task_cpu = meter.total() - w0
             names = task_names(stack, "certify_model", run_id)
             per_step: dict[str, float] = {}
+            per_step_child: dict[str, float] = {}
             for workload, c in meter.per_task.items():
                 step = names.get(workload, workload)
                 per_step[step] = per_step.get(step, 0.0) + c
+                per_step_child[step] = per_step_child.get(step, 0.0) + meter.per_task_child[workload]
             print(f"airflow ({label}) run {attempt + 1}: trigger -> {verdict} {wall:.1f} s, task CPU {task_cpu:.1f} s "
                   f"({len(meter.per_task)} tasks, {sum(meter.per_task.values()):.1f} s attributed), stack CPU "
                   f"{stack_cpu:.1f} s, load average {os.getloadavg()[0]:.1f}", flush=True)
-            figures = AirflowFigures(wall, task_cpu, stack_cpu, per_step, verdict)
+            figures = AirflowFigures(wall, task_cpu, stack_cpu, per_step, per_step_child, verdict)
         assert figures is not None
         return figures
     finally:
@@ -295,10 +311,14 @@ def main() -> None:
               f"({ok(f.wall / wall)}), x{f.task_cpu / cpu:.2f} ({ok(f.task_cpu / cpu)}); stack CPU x"
               f"{f.stack_cpu / cpu:.2f}")
     names = list(steps) + sorted({s for f in figures.values() for s in f.per_step} - set(steps))
-    print(f"\nCPU per step (s): {'step':<18} {'in-process':>10} " + " ".join(f"{m:>10}" for m in figures))
+    print(f"\nCPU per step (s): {'step':<18} {'in-process':>10} "
+          + " ".join(f"{'airflow ' + m:>12} {'(task proc)':>12}" for m in figures))
     for s in names:
-        cells = " ".join(f"{figures[m].per_step.get(s, float('nan')):10.2f}" for m in figures)
+        cells = " ".join(f"{figures[m].per_step.get(s, float('nan')):12.2f} "
+                         f"{figures[m].per_step_child.get(s, float('nan')):12.2f}" for m in figures)
         print(f"                  {s:<18} {steps.get(s, float('nan')):10.2f} {cells}")
+    print("(task proc: the part of a task's CPU spent in its task process; the rest is its supervise() in the "
+          "worker)")
 
 
 if __name__ == "__main__":
