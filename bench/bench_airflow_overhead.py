@@ -3,7 +3,8 @@ one run: the task CPU of the DAG run, trigger -> awaiting sign-off wall, and the
 ``register + stages + decide`` for the same spec; with and without the stage libraries pre-imported in the process
 that forks the tasks (``plugins/airflow_local_settings.py``, ``MODELCERT_PREIMPORT``).
 
-    .venv/bin/python bench/bench_airflow_overhead.py [--spec german_credit.yaml] [--modes off,on] [--admin-url URL]
+    .venv/bin/python bench/bench_airflow_overhead.py [--spec german_credit.yaml] [--modes off,on] [--parallelism N]
+        [--admin-url URL]
 
 For each mode it starts the dev stack (api-server, scheduler with LocalExecutor, dag-processor, triggerer) on fresh
 databases, triggers ``certify_model`` once to warm up, then once measured. ``signoff_model`` is paused, so the
@@ -205,7 +206,7 @@ class AirflowFigures:
     verdict: str
 
 
-def through_airflow(spec: str, admin_url: str, preimport: bool) -> AirflowFigures:
+def through_airflow(spec: str, admin_url: str, preimport: bool, parallelism: int | None = None) -> AirflowFigures:
     from modelcert.db import migrate
     from modelcert.db.session import dispose_all
     from modelcert_devstack.airflow_stack import AirflowStack
@@ -218,9 +219,10 @@ def through_airflow(spec: str, admin_url: str, preimport: bool) -> AirflowFigure
     metadata_url = make_url(admin_url).set(database=af).render_as_string(hide_password=False)
     migrate.upgrade(results_url)
     os.environ["MODELCERT_PREIMPORT"] = "1" if preimport else "0"
+    extra = {"AIRFLOW__CORE__PARALLELISM": str(parallelism)} if parallelism else {}
     stack = AirflowStack(home=Path(tempfile.mkdtemp(prefix="bench-airflow-")), metadata_url=metadata_url,
-                         results_url=results_url)
-    label = "pre-imported" if preimport else "no pre-import"
+                         results_url=results_url, extra_env=extra)
+    label = ("pre-imported" if preimport else "no pre-import") + (f", parallelism {parallelism}" if parallelism else "")
     try:
         stack.migrate()
         stack.start(timeout=600)
@@ -274,6 +276,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="german_credit.yaml", help="a shipped spec (include/specs)")
     ap.add_argument("--modes", default="off,on", help="pre-import modes to run: off, on or off,on")
+    ap.add_argument("--parallelism", type=int, default=None,
+                    help="[core] parallelism of the stack (LocalExecutor worker processes; the dev stack's default 8)")
     ap.add_argument("--admin-url", default=os.environ.get("MODELCERT_TEST_DATABASE_URL",
                                                           "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = ap.parse_args()
@@ -285,7 +289,7 @@ def main() -> None:
     from modelcert_devstack.airflow_stack import SPEC_DIR
 
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; spec {args.spec}", flush=True)
-    figures = {mode: through_airflow(args.spec, args.admin_url, mode == "on") for mode in modes}
+    figures = {mode: through_airflow(args.spec, args.admin_url, mode == "on", args.parallelism) for mode in modes}
     suffix = uuid.uuid4().hex[:8]
     db = f"bench_mc_{suffix}"
     admin_exec(args.admin_url, f'CREATE DATABASE "{db}"')
@@ -301,7 +305,8 @@ def main() -> None:
         dispose_all()
         admin_exec(args.admin_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
-    print(f"\nspec {args.spec}, load average now {os.getloadavg()[0]:.1f}")
+    print(f"\nspec {args.spec}, parallelism {args.parallelism or 'default (8)'}, load average now "
+          f"{os.getloadavg()[0]:.1f}")
     print(f"{'mode':<24} {'wall':>9} {'task CPU':>9} {'stack CPU':>10}   ratio wall, task CPU (targets <= {TARGET}x)")
     print(f"{'in-process':<24} {wall:7.1f} s {cpu:7.1f} s")
     for mode, f in figures.items():
