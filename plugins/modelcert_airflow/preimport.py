@@ -8,11 +8,6 @@ imports ``airflow_local_settings`` at start-up (Airflow's own hook, found on the
 calls :func:`preimport_if_worker`, which imports the stage libraries only in the scheduler and in Celery workers:
 the api-server, dag-processor and triggerer stay light (DAG parsing never pays for them).
 
-The same processes also import what every task process needs before our code runs (the DAG files' and the
-plugin's imports: the Task SDK parses the DAG file and loads the plugins in each task process) and do the one-time
-set-up each task would repeat (:func:`warm`); ``plugins/.airflowignore`` keeps the plugin manager from executing
-our non-plugin modules a second time in every process.
-
 ``MODELCERT_PREIMPORT=0`` turns it off (to measure the difference: ``bench/bench_airflow_overhead.py``).
 """
 
@@ -45,24 +40,6 @@ MODULES = (
     "sklearn.metrics",
     "sklearn.calibration",
     "pyarrow.parquet",
-    # What every task process imports before our code runs: the DAG files' imports (the Task SDK parses the DAG
-    # file in each task process) and the plugin's (it loads the plugins to find listeners; the FastAPI app of
-    # modelcert_airflow.api comes with plugin.py). ~0.1-0.2 s of CPU per task otherwise.
-    "airflow.sdk",
-    "airflow.version",
-    "airflow.sdk.definitions.decorators",
-    "airflow.sdk.listener",
-    "airflow.dag_processing.dagbag",
-    "airflow.providers.standard.decorators.python",
-    "airflow.providers.standard.decorators.branch_python",
-    "airflow.providers.standard.operators.trigger_dagrun",
-    "modelcert_airflow.tasks",
-    "modelcert_airflow.recertify_tasks",
-    "modelcert_airflow.notifiers",
-    "modelcert_airflow.operators",
-    "modelcert_airflow.sensors",
-    "modelcert_airflow.triggers",
-    "modelcert_airflow.plugin",
 )
 
 log = logging.getLogger("modelcert.airflow.preimport")
@@ -89,35 +66,10 @@ def preimport(modules: Sequence[str] = MODULES) -> float:
     return time.perf_counter() - t0
 
 
-def warm() -> None:
-    """One-time set-up every task would otherwise repeat in its own process, done once in the forking process:
-    SQLAlchemy's configuration of our mappers (on the first query; with the next, ~0.03 s), the providers'
-    asset URI handlers (loaded by the first ``Asset``) and the shipped regulatory framework files
-    (``modelcert.dossier.frameworks.load``, cached per process; package data, so a changed file needs a restart,
-    like changed code). Nothing that depends on a run, a spec or the database. Failures are logged and skipped."""
-    try:
-        from modelcert.db.models import Base
-        from modelcert.dossier import frameworks
-
-        # Our registry only: sqlalchemy.orm.configure_mappers() would configure Airflow's mappers too, some of
-        # which are not defined yet while airflow_local_settings runs, and a failed configuration sticks.
-        Base.registry.configure()
-        # The first Asset a process defines (signoff_model and recertify_models do, at parse time) loads the
-        # providers' asset URI handlers; once here instead of in every task process of those DAGs.
-        from airflow.sdk import Asset
-
-        Asset("modelcert://pre-import")
-        for name in frameworks.FRAMEWORKS:
-            frameworks.load(name)
-    except Exception as exc:  # noqa: BLE001 - never break Airflow's start-up for an optimisation
-        log.warning("modelcert warm-up failed: %s: %s", type(exc).__name__, exc)
-
-
 def preimport_if_worker(argv: Sequence[str] | None = None) -> float | None:
     """Pre-import the stage libraries when this process forks tasks and ``MODELCERT_PREIMPORT`` is not 0."""
     if os.environ.get("MODELCERT_PREIMPORT", "1") == "0" or not is_task_forking_process(argv or sys.argv):
         return None
     seconds = preimport()
-    warm()
     log.info("modelcert: stage libraries pre-imported in %.1f s; forked tasks inherit them", seconds)
     return seconds
