@@ -3,7 +3,7 @@ one run: the task CPU of the DAG run, trigger -> awaiting sign-off wall, and the
 ``register + stages + decide`` for the same spec; with and without the stage libraries pre-imported in the process
 that forks the tasks (``plugins/airflow_local_settings.py``, ``MODELCERT_PREIMPORT``).
 
-    .venv/bin/python bench/bench_airflow_overhead.py [--spec german_credit.yaml] [--modes off,on] [--parallelism N]
+    .venv/bin/python bench/bench_airflow_overhead.py [--spec german_credit.yaml | --rows N] [--modes off,on] [--parallelism N]
         [--admin-url URL]
 
 For each mode it starts the dev stack (api-server, scheduler with LocalExecutor, dag-processor, triggerer) on fresh
@@ -206,6 +206,24 @@ class AirflowFigures:
     verdict: str
 
 
+def print_timeline(stack: object, run_id: str, epoch0: float) -> None:
+    """Each task's queued, start and end time in seconds after the trigger (where the wall time goes)."""
+    from datetime import datetime
+
+    r = stack.api("GET", f"/api/v2/dags/certify_model/dagRuns/{run_id}/taskInstances")  # type: ignore[attr-defined]
+    r.raise_for_status()
+
+    def at(value: str | None) -> str:
+        if not value:
+            return "    -"
+        return f"{datetime.fromisoformat(value.replace('Z', '+00:00')).timestamp() - epoch0:5.1f}"
+
+    rows = sorted(r.json()["task_instances"], key=lambda t: t.get("start_date") or "~")
+    print("  task timeline (s after trigger): queued / start / end")
+    for t in rows:
+        print(f"    {t['task_id']:<40} {at(t.get('queued_when'))} {at(t.get('start_date'))} {at(t.get('end_date'))}")
+
+
 def through_airflow(spec: str, admin_url: str, preimport: bool, parallelism: int | None = None) -> AirflowFigures:
     from modelcert.db import migrate
     from modelcert.db.session import dispose_all
@@ -238,6 +256,7 @@ def through_airflow(spec: str, admin_url: str, preimport: bool, parallelism: int
             pids = [p.pid for p in stack.procs.values()]
             with TaskMeter(workers) as meter:
                 w0, c0, t0 = meter.total(), tree_cpu(pids), time.perf_counter()
+                epoch0 = time.time()
                 run_id = stack.trigger("certify_model", {"spec": spec})
 
                 def decided(run_id: str = run_id) -> str | None:
@@ -261,6 +280,7 @@ def through_airflow(spec: str, admin_url: str, preimport: bool, parallelism: int
             print(f"airflow ({label}) run {attempt + 1}: trigger -> {verdict} {wall:.1f} s, task CPU {task_cpu:.1f} s "
                   f"({len(meter.per_task)} tasks, {sum(meter.per_task.values()):.1f} s attributed), stack CPU "
                   f"{stack_cpu:.1f} s, load average {os.getloadavg()[0]:.1f}", flush=True)
+            print_timeline(stack, run_id, epoch0)
             figures = AirflowFigures(wall, task_cpu, stack_cpu, per_step, per_step_child, verdict)
         assert figures is not None
         return figures
@@ -278,6 +298,9 @@ def main() -> None:
     ap.add_argument("--modes", default="off,on", help="pre-import modes to run: off, on or off,on")
     ap.add_argument("--parallelism", type=int, default=None,
                     help="[core] parallelism of the stack (LocalExecutor worker processes; the dev stack's default 8)")
+    ap.add_argument("--rows", type=int, default=None,
+                    help="instead of --spec: Adult resampled (seeded) to this many rows, as bench_scale.py makes it "
+                         "(a temporary folder); the per-task start-up is then small next to the stages' work")
     ap.add_argument("--admin-url", default=os.environ.get("MODELCERT_TEST_DATABASE_URL",
                                                           "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = ap.parse_args()
@@ -288,6 +311,23 @@ def main() -> None:
     logging.disable(logging.WARNING)
     from modelcert_devstack.airflow_stack import SPEC_DIR
 
+    scratch: Path | None = None
+    if args.rows:
+        from bench_adult import OUT, build_workload
+        from bench_scale import resample
+
+        if not (OUT / "adult" / "spec.yaml").is_file():
+            build_workload(OUT / "adult", 100)
+        scratch = Path(tempfile.mkdtemp(prefix="modelcert-afbench-"))
+        args.spec = str(resample(OUT / "adult", scratch, args.rows, "csv"))
+    try:
+        _measure(args, modes, SPEC_DIR)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, modes: list[str], spec_dir: Path) -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; spec {args.spec}", flush=True)
     figures = {mode: through_airflow(args.spec, args.admin_url, mode == "on", args.parallelism) for mode in modes}
     suffix = uuid.uuid4().hex[:8]
@@ -298,7 +338,7 @@ def main() -> None:
 
         url = make_url(args.admin_url).set(database=db).render_as_string(hide_password=False)
         migrate.upgrade(url)
-        wall, cpu, steps = in_process(SPEC_DIR / args.spec, url)
+        wall, cpu, steps = in_process(spec_dir / args.spec, url)
     finally:
         from modelcert.db.session import dispose_all
 

@@ -41,3 +41,36 @@ def test_the_local_settings_hook_imports_the_stage_libraries_in_a_scheduler() ->
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                          env={"PATH": "/usr/bin:/bin", "MODELCERT_PREIMPORT": "1"})
     assert out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]
+
+
+def test_a_task_forked_from_a_scheduler_gets_one_native_thread() -> None:
+    """The forking process limits OpenMP/BLAS to one thread and a forked task inherits it; the api-server does not."""
+    code = ("import os, sys; sys.argv = ['airflow', sys.argv_role]; sys.path.insert(0, sys.argv_plugins)\n"
+            "import airflow_local_settings, numpy, sklearn.ensemble\n"
+            "from threadpoolctl import threadpool_info\n"
+            "def most(): return max(p['num_threads'] for p in threadpool_info())\n"
+            "r, w = os.pipe()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.write(w, str(most()).encode()); os._exit(0)\n"
+            "os.waitpid(pid, 0); print(most(), os.read(r, 16).decode(), os.environ.get('OMP_NUM_THREADS'))")
+    results = {}
+    for role in ("scheduler", "api-server"):
+        src = code.replace("sys.argv_plugins", repr(str(PLUGINS))).replace("sys.argv_role", repr(role))
+        out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=600,
+                             env={"PATH": "/usr/bin:/bin", "MODELCERT_PREIMPORT": "1"})
+        results[role] = out.stdout.strip().splitlines()[-1].split() if out.stdout.strip() else out.stderr[-2000:]
+    assert results["scheduler"] == ["1", "1", "1"], results
+    # Not a forking process: the native libraries keep their own default (this machine's cores; 1 on one core).
+    assert results["api-server"][2] == "None", results
+
+
+def test_native_threads_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelcert_airflow.preimport import native_threads
+
+    monkeypatch.setenv("MODELCERT_TASK_NATIVE_THREADS", "2")
+    assert native_threads() == 2
+    monkeypatch.setenv("MODELCERT_TASK_NATIVE_THREADS", "zero")
+    assert native_threads() == 1
+    monkeypatch.delenv("MODELCERT_TASK_NATIVE_THREADS")
+    assert native_threads() == 1
