@@ -3,8 +3,8 @@ one run: the task CPU of the DAG run, trigger -> awaiting sign-off wall, and the
 ``register + stages + decide`` for the same spec; with and without the stage libraries pre-imported in the process
 that forks the tasks (``plugins/airflow_local_settings.py``, ``MODELCERT_PREIMPORT``).
 
-    .venv/bin/python bench/bench_airflow_overhead.py [--spec german_credit.yaml | --rows N] [--modes off,on] [--parallelism N]
-        [--admin-url URL]
+    .venv/bin/python bench/bench_airflow_overhead.py [--spec german_credit.yaml | --rows N] [--modes off,on]
+        [--parallelism N] [--admin-url URL]
 
 For each mode it starts the dev stack (api-server, scheduler with LocalExecutor, dag-processor, triggerer) on fresh
 databases, triggers ``certify_model`` once to warm up, then once measured. ``signoff_model`` is paused, so the
