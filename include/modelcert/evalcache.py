@@ -86,7 +86,9 @@ def read_frame(path: Path, entry: dict[str, Any]) -> pd.DataFrame | None:
         log.warning("evaluation cache: %s hashes to %s, registered %s; not used (reading the source instead)",
                     path, actual, entry.get("sha256"))
         return None
-    return pq.read_table(path, memory_map=True).to_pandas()
+    # self_destruct frees each column's Arrow buffers (decompressed into Arrow's pool) as soon as it is converted:
+    # the peak is about one frame instead of the table plus the frame.
+    return pq.read_table(path, memory_map=True).to_pandas(self_destruct=True)
 
 
 def dataset_file(name: str) -> str:
