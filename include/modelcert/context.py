@@ -40,7 +40,7 @@ def read_table(path: Path, *, field_name: str, columns: Sequence[str] | None = N
             if columns is not None:
                 present = set(pq.read_schema(path).names)
                 columns = [c for c in dict.fromkeys(columns) if c in present]
-            return evalcache.arrow_to_pandas(pq.read_table(path, columns=columns, memory_map=True))
+            return evalcache.read_parquet_frame(path, columns)
         if suffix in (".csv", ".txt"):
             return read_csv_compact(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes a field-named DataError
