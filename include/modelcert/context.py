@@ -335,6 +335,15 @@ class EvalContext:
         if getattr(model, "isolated", False):
             model.close()
 
+    def release(self) -> None:
+        """Stop the model process and let go of the frames and the model once a stage (or registration) is done.
+        A stage's own objects (GX, Evidently, ART) often hold the context or its frames in reference cycles that
+        Python frees only at its next full collection, so a worker carried the last stage's frames (~1 GB per
+        10 M rows) into the next stage; the caller collects right after."""
+        self.close()
+        self._frames.clear()
+        self.__dict__.pop("model", None)
+
     @property
     def features(self) -> list[str]:
         return list(self.spec.model.features or [])

@@ -331,3 +331,33 @@ def test_great_expectations_does_not_keep_the_validated_frame_alive(synthetic_ct
     del ctx
     gc.collect()
     assert [r() is None for r in refs] == [True, True]
+
+
+def test_duplicates_on_categorized_text_give_gx_the_same_result():
+    """The duplicated-rows expectation runs on the frame with text columns as categoricals: GX's result is the
+    one it gives on the object columns (nulls, rows all missing, mixed Python types in one column)."""
+    import great_expectations.expectations as gxe
+
+    from modelcert.stages.data_quality import _categorized
+
+    rng = np.random.default_rng(0)
+    n = 5_000
+    df = pd.DataFrame({"a": rng.integers(0, 4, n), "t": rng.choice(["x", "y", None], n),
+                       "u": rng.choice(["1", "2", None], n),
+                       "m": pd.Series(rng.choice([1, "1", 2.5, None, "a"], n), dtype=object)})
+    df.loc[5:9, ["t", "u", "m"]] = None
+    df.loc[5:9, "a"] = 3
+    df = pd.concat([df, df.head(3)], ignore_index=True)  # some rows certainly duplicated
+    compact = _categorized(df)
+    assert [str(t) for t in compact.dtypes] == ["int64", "category", "category", "category"]
+
+    def result(frame: pd.DataFrame, mostly: float) -> dict[str, Any]:
+        planned = [(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(frame.columns), mostly=mostly), None)]
+        res = dict(STAGE._validate("test", frame, planned)[0])
+        res.pop("expectation_config")
+        return res
+
+    for mostly in (0.5, 1.0):
+        expected = result(df, mostly)
+        assert expected["result"]["unexpected_count"] > 0
+        assert result(compact, mostly) == expected
