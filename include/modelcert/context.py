@@ -49,6 +49,9 @@ def read_table(path: Path, *, field_name: str, columns: Sequence[str] | None = N
     raise DataError(f"{field_name}: {short(str(path))} has suffix {short(suffix)}; allowed: .csv, .parquet")
 
 
+#: Rows (all frames of a context together) from which freeing a context's frames is followed by a full garbage
+#: collection (see :meth:`EvalContext.release`).
+COLLECT_ROWS = 500_000
 #: Rows per model call when predicting a dataset (the model is row-wise: batches give the same predictions).
 PREDICT_BATCH = 131_072
 #: Rows read first to find a CSV file's text columns (see :func:`read_csv_compact`).
@@ -336,13 +339,19 @@ class EvalContext:
             model.close()
 
     def release(self) -> None:
-        """Stop the model process and let go of the frames and the model once a stage (or registration) is done.
-        A stage's own objects (GX, Evidently, ART) often hold the context or its frames in reference cycles that
-        Python frees only at its next full collection, so a worker carried the last stage's frames (~1 GB per
-        10 M rows) into the next stage; the caller collects right after."""
+        """Stop the model process and let go of the frames and the model once a stage (or registration) is done,
+        and, when the frames were large, run a full garbage collection: a stage's own objects (GX, Evidently, ART)
+        often hold the context or its frames in reference cycles that Python frees only at its next full
+        collection, so a worker carried the last stage's frames (~1 GB per 10 M rows) into the next stage. A full
+        collection costs ~0.3 s in a process with the stage libraries loaded, so small runs skip it."""
+        import gc
+
+        rows = sum(len(df) for df in {id(df): df for df in self._frames.values()}.values())
         self.close()
         self._frames.clear()
         self.__dict__.pop("model", None)
+        if rows >= COLLECT_ROWS:
+            gc.collect()
 
     @property
     def features(self) -> list[str]:

@@ -9,7 +9,6 @@ result store and gate, with its own spec transform and effect.
 
 from __future__ import annotations
 
-import gc
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -83,7 +82,6 @@ def register(engine: Engine, spec_path: str | Path, *, run_key: str, triggered_b
         raise
     finally:
         checked.context.release()
-        gc.collect()
     try:
         return _register_run(engine, checked.spec, checked.text, evidence, path, run_key=run_key,
                              triggered_by=triggered_by, dag_id=dag_id, airflow_run_id=airflow_run_id)
@@ -238,8 +236,6 @@ def run_stage(engine: Engine, run_id: str, stage_name: str, *, attempt: int = 1)
         # An isolated model process ends with its stage, not at garbage collection; the frames are freed now, not
         # at the next full collection (see EvalContext.release).
         ctx.release()
-        del ctx
-        gc.collect()
     duration = time.perf_counter() - t0
     save_stage(engine, run_id, result, started=started, duration_s=duration, attempt=attempt)
     if unexpected is not None:
