@@ -51,7 +51,7 @@ def read_table(path: Path, *, field_name: str, columns: Sequence[str] | None = N
 
 #: Rows (all frames of a context together) from which freeing a context's frames is followed by a full garbage
 #: collection (see :meth:`EvalContext.release`).
-COLLECT_ROWS = 500_000
+COLLECT_ROWS = 2_000_000
 #: Rows per model call when predicting a dataset (the model is row-wise: batches give the same predictions).
 PREDICT_BATCH = 131_072
 #: Rows read first to find a CSV file's text columns (see :func:`read_csv_compact`).
@@ -343,7 +343,8 @@ class EvalContext:
         and, when the frames were large, run a full garbage collection: a stage's own objects (GX, Evidently, ART)
         often hold the context or its frames in reference cycles that Python frees only at its next full
         collection, so a worker carried the last stage's frames (~1 GB per 10 M rows) into the next stage. A full
-        collection costs ~0.3 s in a process with the stage libraries loaded, so small runs skip it."""
+        collection costs ~0.35 s in a process with the stage libraries loaded (+2.5 s on a 1 M-row run), so
+        contexts below COLLECT_ROWS rows, whose garbage is a few hundred MB at most, leave it to Python."""
         import gc
 
         rows = sum(len(df) for df in {id(df): df for df in self._frames.values()}.values())
