@@ -88,7 +88,6 @@ def write_frame(df: pd.DataFrame, path: Path) -> dict[str, Any]:
 
 def read_frame(path: Path, entry: dict[str, Any]) -> pd.DataFrame | None:
     """The cached frame if the file exists and hashes to the recorded sha256, else None (with a log line)."""
-    import pyarrow.parquet as pq
 
     if not path.is_file():
         log.info("evaluation cache: %s is not on this machine; reading the source instead", path)
