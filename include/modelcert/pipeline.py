@@ -81,7 +81,7 @@ def register(engine: Engine, spec_path: str | Path, *, run_key: str, triggered_b
         _record_register_error(engine, path, run_key, exc, triggered_by, dag_id, airflow_run_id)
         raise
     finally:
-        checked.context.close()
+        checked.context.release()
     try:
         return _register_run(engine, checked.spec, checked.text, evidence, path, run_key=run_key,
                              triggered_by=triggered_by, dag_id=dag_id, airflow_run_id=airflow_run_id)
@@ -233,7 +233,9 @@ def run_stage(engine: Engine, run_id: str, stage_name: str, *, attempt: int = 1)
     try:
         result, unexpected = guarded(stage_name, stage.library, lambda: stage.run(ctx))
     finally:
-        ctx.close()  # an isolated model process ends with its stage, not at garbage collection
+        # An isolated model process ends with its stage, not at garbage collection; the frames are freed now, not
+        # at the next full collection (see EvalContext.release).
+        ctx.release()
     duration = time.perf_counter() - t0
     save_stage(engine, run_id, result, started=started, duration_s=duration, attempt=attempt)
     if unexpected is not None:

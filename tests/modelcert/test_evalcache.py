@@ -256,3 +256,36 @@ def test_compact_csv_reading_gives_exactly_what_read_csv_gives(tmp_path: Path, m
     small = tmp_path / "small.csv"
     df.head(20).to_csv(small, index=False)
     pd.testing.assert_frame_equal(context.read_csv_compact(small), pd.read_csv(small), check_exact=True)
+
+
+def _same_frame(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Equal values and dtypes, and the same Python type in every cell (None stays None, not NaN)."""
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    for c in expected.columns:
+        assert got[c].map(type).tolist() == expected[c].map(type).tolist(), c
+
+
+def test_cached_and_parquet_frames_are_exactly_what_to_pandas_gives(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text columns are decoded as dictionaries and turned back into object columns: the same frame as a plain
+    ``read_table().to_pandas()`` (nulls, numbers and booleans as text, an all-null column, pandas string and
+    categorical dtypes), also written in several row groups and read pruned to some columns."""
+    monkeypatch.setattr(evalcache, "WRITE_CHUNK_ROWS", 70_000)
+    rng = np.random.default_rng(0)
+    n = 200_000
+    df = pd.DataFrame({"a": rng.integers(0, 9, n), "t": rng.choice(["x", "yy", None], n),
+                       "u": rng.choice(["1", "2.5", "True", ""], n), "n": [None] * n,
+                       "s": pd.array(rng.choice(["p", "q"], n), dtype="string"),
+                       "c": pd.Categorical(rng.choice(["k", "l"], n)), "f": rng.random(n), "b": rng.random(n) < .5,
+                       "nan": rng.choice(["z", np.nan], n)})
+    entry = evalcache.write_frame(df, tmp_path / "a.parquet")
+    assert pq.ParquetFile(tmp_path / "a.parquet").metadata.num_row_groups == 3
+    monkeypatch.setattr(evalcache, "WRITE_CHUNK_ROWS", 10 * n)
+    assert evalcache.write_frame(df, tmp_path / "whole.parquet")["sha256"] != entry["sha256"]  # one row group
+    plain = pq.read_table(tmp_path / "a.parquet").to_pandas()
+    _same_frame(evalcache.read_frame(tmp_path / "a.parquet", entry), plain)
+    _same_frame(plain, pq.read_table(tmp_path / "whole.parquet").to_pandas())
+    df.to_parquet(tmp_path / "b.parquet")  # pandas' writer: a RangeIndex is metadata, not a column
+    for cols in (None, ["t", "s", "a", "u", "nan"]):
+        _same_frame(evalcache.read_parquet_frame(tmp_path / "b.parquet", cols),
+                    pq.read_table(tmp_path / "b.parquet", columns=cols).to_pandas())

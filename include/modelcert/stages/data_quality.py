@@ -13,6 +13,7 @@ threshold and a few JSON-safe keys of the GX result as detail.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelcert.context import EvalContext
+from modelcert.context import COLLECT_ROWS, EvalContext
 from modelcert.errors import DataError
 from modelcert.spec import GroupRange
 from modelcert.stages.base import Check, StageOutcome, outcome
@@ -117,21 +118,38 @@ def _coerce_label_value(series: pd.Series, value: Any) -> Any:
     return value
 
 
-def _row_hashes(df: pd.DataFrame) -> np.ndarray:
-    return pd.util.hash_pandas_object(df, index=False).to_numpy()
+def _comparable(a: pd.Series, b: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """One shared column of test and train with comparable dtypes (int vs float after a null, text vs number)."""
+    if a.dtype == b.dtype:
+        return a, b
+    if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+        return a.astype("float64"), b.astype("float64")
+    return a.astype(str), b.astype(str)
 
 
-def _aligned(test: pd.DataFrame, train: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Both frames on the same columns with comparable dtypes (int vs float after a null, text vs number)."""
-    a, b = test[columns].copy(), train[columns].copy()
-    for c in columns:
-        if a[c].dtype == b[c].dtype:
-            continue
-        if pd.api.types.is_numeric_dtype(a[c]) and pd.api.types.is_numeric_dtype(b[c]):
-            a[c], b[c] = a[c].astype("float64"), b[c].astype("float64")
-        else:
-            a[c], b[c] = a[c].astype(str), b[c].astype(str)
-    return a, b
+def _aligned_row_hashes(test: pd.DataFrame, train: pd.DataFrame,
+                        columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.util.hash_pandas_object(frame[columns], index=False)`` of both frames after making each column pair
+    comparable, computed one column at a time: the same numbers, without copying both frames' shared columns
+    first (~2 GB of object columns for 10 M rows). pandas' row hash is a fold of per-column hashes
+    (``combine_hash_arrays``, what ``hash_pandas_object`` does for a DataFrame); only its public wrapper takes a
+    whole frame, so the fold is fed per column here."""
+    from pandas.core.util.hashing import combine_hash_arrays
+
+    def column_hashes(side: int) -> Any:
+        for c in columns:
+            col = _comparable(test[c], train[c])[side]
+            yield pd.util.hash_pandas_object(col, index=False).to_numpy()
+
+    return (combine_hash_arrays(column_hashes(0), len(columns)),
+            combine_hash_arrays(column_hashes(1), len(columns)))
+
+
+def _categorized(df: pd.DataFrame) -> pd.DataFrame:
+    """The same rows and values, object columns as categoricals (a missing value stays missing); the other
+    columns are not copied."""
+    return pd.DataFrame({c: df[c].astype("category") if df[c].dtype == object else df[c] for c in df.columns},
+                        index=df.index, copy=False)
 
 
 class DataQualityStage:
@@ -211,6 +229,7 @@ class DataQualityStage:
     def _validate(self, dataset: str, df: pd.DataFrame, plan: list[tuple[Any, _Planned]]) -> list[dict[str, Any]]:
         """Run the suite on one in-memory batch; results in plan order."""
         import great_expectations as gx
+        from great_expectations.data_context.data_context.context_factory import set_context
         from great_expectations.data_context.types.base import (
             DataContextConfig,
             InMemoryStoreBackendDefaults,
@@ -235,14 +254,29 @@ class DataQualityStage:
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"modelcert-{dataset}", data=batch_definition, suite=suite)
         )
-        result = validation.run(
-            batch_parameters={"dataframe": df},
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": _PARTIAL},
-        )
+        try:
+            result = validation.run(
+                batch_parameters={"dataframe": df},
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": _PARTIAL},
+            )
+        finally:
+            # gx.get_context() keeps the context it returns as the process's current project, and through it
+            # (data source -> execution engine -> batch manager) the last validated DataFrame: the whole training
+            # frame would stay alive for every later stage in a worker process. Drop the data source and forget
+            # the context so the frame is freed when the stage lets go of it.
+            context.data_sources.delete(name="modelcert")
+            set_context(None)
         by_index: dict[int, dict[str, Any]] = {}
         for r in result.results:
             d = r.to_json_dict()
             by_index[int(d["expectation_config"]["meta"]["modelcert_index"])] = d
+        # What GX computed for the batch (column copies made by dropna and boolean indexing, per metric) sits in
+        # reference cycles among its objects: collect them now, before the next batch or the leakage hashes
+        # allocate as much again (~0.3 GB per million training rows otherwise). A full collection costs ~0.3 s
+        # with the stage libraries loaded: small batches leave it to Python.
+        del result, validation, suite, batch_definition, asset, source, context
+        if len(df) >= COLLECT_ROWS:
+            gc.collect()
         missing = [i for i in range(len(plan)) if i not in by_index]
         if missing:  # never seen with GX 1.24; guards the index mapping above
             raise DataError(f"data.{dataset}: Great Expectations returned no result for {len(missing)} expectation(s)")
@@ -338,8 +372,8 @@ class DataQualityStage:
             return Check(name="leakage_fraction", value=None, threshold=t.describe(), passed=False,
                          subject="test~train", required=t.required,
                          message="data.train and data.test share no column; cannot compare rows")
-        a, b = _aligned(test, train, columns)
-        leaked = np.isin(_row_hashes(a), _row_hashes(b))
+        test_hashes, train_hashes = _aligned_row_hashes(test, train, columns)
+        leaked = np.isin(test_hashes, train_hashes)
         value = float(leaked.mean())
         return Check.judged("leakage_fraction", value, t, subject="test~train",
                             message=f"share of data.test rows also in data.train: {value:.4g} (needs {t.text()})",
@@ -408,7 +442,18 @@ class DataQualityStage:
         failed: dict[str, int] = {}
         for dataset, df in frames.items():
             plan = self._plan(ctx, dataset, df)
-            results = self._validate(dataset, df, plan)
+            # The duplicated-rows expectation copies the whole frame several times inside GX (dropna, column
+            # selection, the duplicated rows) and factorizes every column: it runs on the same rows with text
+            # columns as categoricals (same values, same equality; 1 byte a cell instead of an 8-byte pointer).
+            # GX's result is the same (tests/modelcert/stages/test_data_quality.py); the other expectations see
+            # the frame as it is (GX judges a categorical column's type by its dtype, not its values).
+            dup = [i for i, (_, p) in enumerate(plan) if p.kind == "duplicates"]
+            rest = [i for i in range(len(plan)) if i not in set(dup)]
+            by_index = dict(zip(rest, self._validate(dataset, df, [plan[i] for i in rest]), strict=True))
+            if dup:
+                by_index.update(zip(dup, self._validate(dataset, _categorized(df), [plan[i] for i in dup]),
+                                    strict=True))
+            results = [by_index[i] for i in range(len(plan))]
             ds_checks = [self._check(p, r) for (_, p), r in zip(plan, results, strict=True)]
             checks += ds_checks
             evaluated[dataset] = len(ds_checks)

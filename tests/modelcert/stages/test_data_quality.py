@@ -284,3 +284,80 @@ def test_compas_audit_demo(demo_ctx):
     assert find(out, "expect_column_values_to_be_in_set", "test.score_text").value == 0.0
     assert find(out, "expect_column_to_exist", "test.decile_score").passed is True  # predictions.score_column
     assert find(out, "leakage_fraction", "test~train").passed is None
+
+
+def test_leakage_row_hashes_are_pandas_row_hashes_of_the_aligned_frames():
+    """Hashed one column at a time (no copy of both frames), the row hashes are exactly pandas' hashes of the
+    aligned frames as before: int vs float after a null, number vs text, nulls, booleans, categoricals."""
+    from modelcert.stages.data_quality import _aligned_row_hashes, _comparable
+
+    rng = np.random.default_rng(3)
+    n = 500
+    test = pd.DataFrame({
+        "i": rng.integers(0, 5, n),
+        "f": rng.integers(0, 5, n).astype(float),
+        "t": rng.choice(["a", "b", None], n),
+        "mixed": rng.choice(["1", "2", "x"], n),
+        "b": rng.random(n) < 0.5,
+        "c": pd.Categorical(rng.choice(["u", "v"], n)),
+    })
+    train = test.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    train["f"] = train["f"].astype("int64")  # float in test, int in train
+    train["mixed"] = rng.integers(1, 3, n)  # text in test, numbers in train
+    train.loc[::7, "t"] = np.nan
+    columns = list(test.columns)
+    a, b = test[columns].copy(), train[columns].copy()
+    for c in columns:
+        a[c], b[c] = _comparable(a[c], b[c])
+    expected = (pd.util.hash_pandas_object(a, index=False).to_numpy(),
+                pd.util.hash_pandas_object(b, index=False).to_numpy())
+    got = _aligned_row_hashes(test, train, columns)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    assert not np.array_equal(got[0], got[1])  # the frames differ: the comparison can fail
+
+
+def test_great_expectations_does_not_keep_the_validated_frame_alive(synthetic_ctx):
+    """GX keeps its last context (and through it the last batch's DataFrame) as the process's current project;
+    the stage lets go of it, so a worker does not carry the training frame into the next stages."""
+    import gc
+    import weakref
+
+    ctx = synthetic_ctx(frames={"test": frame(200, seed=5), "train": frame(400, seed=6)}, spec=spec())
+    out = STAGE.run(ctx)
+    assert out.summary["rows"] == {"test": 200, "train": 400}
+    refs = [weakref.ref(ctx._frames[d]) for d in ("test", "train")]
+    ctx._frames.clear()
+    del ctx
+    gc.collect()
+    assert [r() is None for r in refs] == [True, True]
+
+
+def test_duplicates_on_categorized_text_give_gx_the_same_result():
+    """The duplicated-rows expectation runs on the frame with text columns as categoricals: GX's result is the
+    one it gives on the object columns (nulls, rows all missing, mixed Python types in one column)."""
+    import great_expectations.expectations as gxe
+
+    from modelcert.stages.data_quality import _categorized
+
+    rng = np.random.default_rng(0)
+    n = 5_000
+    df = pd.DataFrame({"a": rng.integers(0, 4, n), "t": rng.choice(["x", "y", None], n),
+                       "u": rng.choice(["1", "2", None], n),
+                       "m": pd.Series(rng.choice([1, "1", 2.5, None, "a"], n), dtype=object)})
+    df.loc[5:9, ["t", "u", "m"]] = None
+    df.loc[5:9, "a"] = 3
+    df = pd.concat([df, df.head(3)], ignore_index=True)  # some rows certainly duplicated
+    compact = _categorized(df)
+    assert [str(t) for t in compact.dtypes] == ["int64", "category", "category", "category"]
+
+    def result(frame: pd.DataFrame, mostly: float) -> dict[str, Any]:
+        planned = [(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(frame.columns), mostly=mostly), None)]
+        res = dict(STAGE._validate("test", frame, planned)[0])
+        res.pop("expectation_config")
+        return res
+
+    for mostly in (0.5, 1.0):
+        expected = result(df, mostly)
+        assert expected["result"]["unexpected_count"] > 0
+        assert result(compact, mostly) == expected
