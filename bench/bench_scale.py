@@ -5,8 +5,7 @@ CPU time and peak RSS (from the kernel) per step and in total, and how time grow
 
 N rows are split like Adult itself (train 2/3, test 1/3); drift compares train (reference) with test (current),
 as in ``bench_adult.py``; the model is the Adult benchmark model trained on the original 32,561 rows. Files are
-generated under a temporary directory (deleted afterwards), never in the repository. The stages are the ones in
-this checkout (the fairness stage is being rewritten in parallel).
+generated under a temporary directory (deleted afterwards), never in the repository.
 
 Targets on 2 cores: 10 M rows < 4 GB peak RSS and < 3 min; 1 M rows < 15 s; doubling rows <= 2.1x time.
 """
