@@ -272,3 +272,40 @@ def test_recertification_may_rerun_explainability_with_overrides() -> None:
     merged = merge_checks(spec.checks, spec.recertification.checks)
     assert merged.explainability.max_weak_slices.max == 2
     assert merged.explainability.max_proxy_auc == spec.checks.explainability.max_proxy_auc
+
+
+def _codes_row_by_row(col: pd.Series) -> tuple[list[int], tuple[str, ...]]:
+    """The definition ``code_column`` counts per distinct value: every row as text, counted, top levels kept."""
+    from modelcert.stages.explainability.columns import MAX_LEVELS, MISSING
+
+    values = col.astype(str).where(col.notna(), MISSING)
+    keep = list(values.value_counts().index[:MAX_LEVELS])
+    index = {v: i for i, v in enumerate(keep)}
+    codes = [index.get(v, len(keep)) for v in values]
+    labels = [f"{col.name} missing" if v == MISSING else f"{col.name}={v}" for v in keep]
+    if len(keep) in codes:
+        labels.append(f"{col.name}=other")
+    return codes, tuple(labels)
+
+
+@pytest.mark.parametrize("kind", ["text", "ints", "mixed", "floats", "bools", "categorical", "many_levels"])
+def test_code_column_counts_distinct_values_as_converting_every_row_would(kind: str) -> None:
+    rng = np.random.default_rng(7)
+    n = 2_000
+    cols = {
+        "text": pd.Series(rng.choice(["a", "b", "c", "d"], n), dtype=object),
+        "ints": pd.Series(rng.integers(0, 5, n)),
+        # 1 and "1" are the same text; None and NaN are both missing
+        "mixed": pd.Series(rng.choice(np.array(["x", "y", None, np.nan, 1, "1"], dtype=object), n), dtype=object),
+        "floats": pd.Series(rng.choice([0.5, 1.0, 2.25, np.nan], n)),
+        "bools": pd.Series(rng.choice([True, False], n)),
+        "categorical": pd.Series(rng.choice(["p", "q", "r"], n)).astype("category"),
+        # more levels than MAX_LEVELS, with ties in the counts: which ones are kept must not change
+        "many_levels": pd.Series(np.repeat([f"v{i}" for i in range(50)], 40), dtype=object),
+    }
+    col = cols[kind].rename("f")
+    coded = code_column(col, bins=1_000)
+    assert coded is not None
+    codes, labels = _codes_row_by_row(col)
+    assert coded.codes.tolist() == codes
+    assert coded.labels == labels
