@@ -153,11 +153,16 @@ class TaskMeter:
         self._thread.join()
 
 
-def task_names(stack: object, dag_id: str, run_id: str) -> dict[str, str]:
-    """Task instance id (what a LocalExecutor worker's title shows) -> step name (``stages.drift`` -> ``drift``)."""
+def task_instances(stack: object, dag_id: str, run_id: str) -> list[dict[str, object]]:
+    """The run's task instances from the REST API (read once: names and timeline both come from them)."""
     r = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
     r.raise_for_status()
-    return {ti["id"]: ti["task_id"].removeprefix("stages.") for ti in r.json()["task_instances"]}
+    return list(r.json()["task_instances"])
+
+
+def task_names(tis: list[dict[str, object]]) -> dict[str, str]:
+    """Task instance id (what a LocalExecutor worker's title shows) -> step name (``stages.drift`` -> ``drift``)."""
+    return {str(ti["id"]): str(ti["task_id"]).removeprefix("stages.") for ti in tis}
 
 
 def in_process(spec: Path, results_url: str) -> tuple[float, float, dict[str, float]]:
@@ -206,19 +211,16 @@ class AirflowFigures:
     verdict: str
 
 
-def print_timeline(stack: object, run_id: str, epoch0: float) -> None:
+def print_timeline(tis: list[dict[str, object]], epoch0: float) -> None:
     """Each task's queued, start and end time in seconds after the trigger (where the wall time goes)."""
     from datetime import datetime
 
-    r = stack.api("GET", f"/api/v2/dags/certify_model/dagRuns/{run_id}/taskInstances")  # type: ignore[attr-defined]
-    r.raise_for_status()
-
-    def at(value: str | None) -> str:
+    def at(value: object) -> str:
         if not value:
             return "    -"
-        return f"{datetime.fromisoformat(value.replace('Z', '+00:00')).timestamp() - epoch0:5.1f}"
+        return f"{datetime.fromisoformat(str(value).replace('Z', '+00:00')).timestamp() - epoch0:5.1f}"
 
-    rows = sorted(r.json()["task_instances"], key=lambda t: t.get("start_date") or "~")
+    rows = sorted(tis, key=lambda t: str(t.get("start_date") or "~"))
     print("  task timeline (s after trigger): queued / start / end")
     for t in rows:
         print(f"    {t['task_id']:<40} {at(t.get('queued_when'))} {at(t.get('start_date'))} {at(t.get('end_date'))}")
@@ -270,7 +272,8 @@ def through_airflow(spec: str, admin_url: str, preimport: bool, parallelism: int
                 stack.wait_for(lambda run_id=run_id: stack.run_state("certify_model", run_id) in ("success", "failed")
                                and meter.idle(), timeout=600, interval=0.5, what="the DAG run's end")
                 task_cpu = meter.total() - w0
-            names = task_names(stack, "certify_model", run_id)
+            tis = task_instances(stack, "certify_model", run_id)
+            names = task_names(tis)
             per_step: dict[str, float] = {}
             per_step_child: dict[str, float] = {}
             for workload, c in meter.per_task.items():
@@ -280,7 +283,7 @@ def through_airflow(spec: str, admin_url: str, preimport: bool, parallelism: int
             print(f"airflow ({label}) run {attempt + 1}: trigger -> {verdict} {wall:.1f} s, task CPU {task_cpu:.1f} s "
                   f"({len(meter.per_task)} tasks, {sum(meter.per_task.values()):.1f} s attributed), stack CPU "
                   f"{stack_cpu:.1f} s, load average {os.getloadavg()[0]:.1f}", flush=True)
-            print_timeline(stack, run_id, epoch0)
+            print_timeline(tis, epoch0)
             figures = AirflowFigures(wall, task_cpu, stack_cpu, per_step, per_step_child, verdict)
         assert figures is not None
         return figures
